@@ -1,0 +1,280 @@
+//! The agent API: what `gossipctl` asks an agent and what it answers.
+//!
+//! Every request travels on its own QUIC bidirectional stream: one request frame, then one
+//! response frame (or, for `Logs` with `follow`, a sequence of them until either side closes).
+//! Field names here are part of the `-o json` contract and stay stable.
+
+use std::collections::BTreeMap;
+
+use orchestrator::Resources;
+
+use crate::membership::MemberState;
+use crate::replication::{StateDigest, Updates, Wanted};
+
+fn yes() -> bool {
+    true
+}
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Liveness and identity of the agent that answers.
+    Ping,
+    /// Create or update an application from an OAM document. The agent validates it again:
+    /// it never trusts a client's validation.
+    Deploy {
+        file: String,
+        source: String,
+    },
+    DeleteApp {
+        name: String,
+    },
+    GetApps,
+    GetWorkloads,
+    GetNodes,
+    DescribeApp {
+        name: String,
+    },
+    DescribeNode {
+        name: String,
+    },
+    /// `workload` is `APP/COMPONENT/REPLICA`, or `APP/COMPONENT` for every replica.
+    /// An agent asks the nodes that run them; `local` (set on those inner requests) answers from
+    /// this node's own logs only.
+    Logs {
+        workload: String,
+        follow: bool,
+        tail: Option<usize>,
+        #[serde(default)]
+        local: bool,
+    },
+    /// Agent to agent: entries that changed (eager push). Node certificates only.
+    Push {
+        updates: Updates,
+    },
+    /// Agent to agent, anti-entropy step 1: are our replicated state and our membership views
+    /// already the same?
+    SyncFingerprint {
+        fingerprint: u64,
+        #[serde(default)]
+        members: u64,
+    },
+    /// Membership anti-entropy: my member list; answer with yours.
+    SyncMembers {
+        states: Vec<MemberState>,
+    },
+    /// Anti-entropy step 2: the versions I hold; answer with what I lack and what you want.
+    SyncDigest {
+        digest: StateDigest,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Pong {
+        node: String,
+        version: String,
+    },
+    Deployed(DeployOutcome),
+    Deleted {
+        name: String,
+    },
+    Apps {
+        apps: Vec<AppView>,
+    },
+    Workloads {
+        workloads: Vec<WorkloadView>,
+    },
+    Nodes {
+        nodes: Vec<NodeView>,
+    },
+    App {
+        app: AppDetail,
+    },
+    Node {
+        node: NodeDetail,
+    },
+    Log {
+        line: LogLine,
+    },
+    /// End of a finite log answer.
+    LogEnd,
+    Ack,
+    InSync {
+        in_sync: bool,
+        #[serde(default = "yes")]
+        members_in_sync: bool,
+    },
+    Members {
+        states: Vec<MemberState>,
+    },
+    SyncReply {
+        updates: Updates,
+        wanted: Wanted,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+/// Why a request failed. The CLI maps `Invalid` to exit code 2 and the rest to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Invalid,
+    NotFound,
+    Forbidden,
+    Unsupported,
+    Internal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployOutcome {
+    pub app: String,
+    pub generation: u64,
+    /// Components whose replicas are (re)started by this deploy.
+    pub changed: Vec<String>,
+    /// Components left running as they were.
+    pub unchanged: Vec<String>,
+    /// Components removed from the application.
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadState {
+    Pending,
+    Starting,
+    Running,
+    Succeeded,
+    Failed,
+    Stopped,
+}
+
+impl std::fmt::Display for WorkloadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).expect("state serialises");
+        f.write_str(s.as_str().unwrap_or("?"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadView {
+    /// `APP/COMPONENT/REPLICA`.
+    pub id: String,
+    pub app: String,
+    pub component: String,
+    pub replica: u32,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub node: String,
+    pub state: WorkloadState,
+    pub restarts: u32,
+    pub message: String,
+    /// OS process id while running (process workloads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppStatus {
+    Running,
+    Progressing,
+    Degraded,
+    Unschedulable,
+    Deleting,
+}
+
+impl std::fmt::Display for AppStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).expect("status serialises");
+        f.write_str(s.as_str().unwrap_or("?"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppView {
+    pub name: String,
+    pub components: usize,
+    pub status: AppStatus,
+    pub message: String,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppDetail {
+    pub summary: AppView,
+    pub components: Vec<ComponentDetail>,
+    pub workloads: Vec<WorkloadView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComponentDetail {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub replicas: u32,
+    pub running: u32,
+    /// Why replicas could not be placed, when they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unschedulable: Option<String>,
+    pub depends_on: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Alive,
+    Suspect,
+    Dead,
+    Left,
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).expect("state serialises");
+        f.write_str(s.as_str().unwrap_or("?"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub address: String,
+    pub state: NodeState,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Resources,
+    pub runtimes: Vec<String>,
+    pub workloads: usize,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeDetail {
+    pub summary: NodeView,
+    /// Replicas the plan places on this node.
+    pub workloads: Vec<WorkloadView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// `APP/COMPONENT/REPLICA` the line came from.
+    pub workload: String,
+    /// Milliseconds since the Unix epoch, when the agent read the line.
+    pub time_ms: u64,
+    pub stream: LogStream,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    /// Lines the agent itself writes about the workload (started, exited, restarting).
+    Agent,
+}

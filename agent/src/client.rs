@@ -1,0 +1,155 @@
+//! A client of the agent API, used by `gossipctl` and by the end-to-end tests.
+//!
+//! It tries the configured agents in order and keeps the first that answers, so one agent down
+//! does not stop an operator.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use quinn::{Connection, Endpoint};
+
+use crate::api::{Request, Response};
+use crate::identity::{ANY_AGENT_SERVER_NAME, Credentials};
+use crate::tls::{TlsError, interactive_client_config};
+use crate::wire::{WireError, read_frame, write_frame};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot open a local QUIC endpoint: {0}")]
+    Endpoint(std::io::Error),
+    #[error("no agent is configured")]
+    NoAgents,
+    #[error("no agent answered ({0})")]
+    Unreachable(String),
+    #[error("agent {agent}: {source}")]
+    Wire {
+        agent: SocketAddr,
+        source: WireError,
+    },
+    #[error("agent {agent}: {source}")]
+    Connection {
+        agent: SocketAddr,
+        source: quinn::ConnectionError,
+    },
+    #[error("agent {0} closed the request without answering")]
+    NoAnswer(SocketAddr),
+}
+
+pub struct Client {
+    endpoint: Endpoint,
+    connection: Connection,
+    agent: SocketAddr,
+}
+
+impl Client {
+    /// Connects to the first of `agents` that completes a mutually authenticated handshake and
+    /// answers a ping.
+    pub async fn connect(agents: &[SocketAddr], creds: &Credentials) -> Result<Self, ClientError> {
+        Self::connect_within(agents, creds, CONNECT_TIMEOUT).await
+    }
+
+    /// [`Client::connect`], giving each agent `timeout` to answer.
+    pub async fn connect_within(
+        agents: &[SocketAddr],
+        creds: &Credentials,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        if agents.is_empty() {
+            return Err(ClientError::NoAgents);
+        }
+        let config = interactive_client_config(creds)?;
+        let mut failures = Vec::new();
+        for &agent in agents {
+            let bind: SocketAddr = if agent.is_ipv6() {
+                "[::]:0".parse().expect("literal address")
+            } else {
+                "0.0.0.0:0".parse().expect("literal address")
+            };
+            let mut endpoint = Endpoint::client(bind).map_err(ClientError::Endpoint)?;
+            endpoint.set_default_client_config(config.clone());
+            let attempt = async {
+                let connection = endpoint
+                    .connect(agent, ANY_AGENT_SERVER_NAME)
+                    .map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let client = Client {
+                    endpoint: endpoint.clone(),
+                    connection,
+                    agent,
+                };
+                // TLS 1.3 lets a rejected client believe the handshake worked; the first
+                // request tells for sure.
+                client
+                    .request(&Request::Ping)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(client)
+            };
+            match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(client)) => return Ok(client),
+                Ok(Err(e)) => failures.push(format!("{agent}: {e}")),
+                Err(_) => failures.push(format!("{agent}: timed out")),
+            }
+        }
+        Err(ClientError::Unreachable(failures.join("; ")))
+    }
+
+    pub fn agent(&self) -> SocketAddr {
+        self.agent
+    }
+
+    /// Sends one request and returns its single response.
+    pub async fn request(&self, request: &Request) -> Result<Response, ClientError> {
+        let mut responses = self.stream(request).await?;
+        responses
+            .next()
+            .await?
+            .ok_or(ClientError::NoAnswer(self.agent))
+    }
+
+    /// Sends one request and returns the stream of its responses (for `logs`).
+    pub async fn stream(&self, request: &Request) -> Result<Responses, ClientError> {
+        let agent = self.agent;
+        let (mut send, recv) = self
+            .connection
+            .open_bi()
+            .await
+            .map_err(|source| ClientError::Connection { agent, source })?;
+        write_frame(&mut send, request)
+            .await
+            .map_err(|source| ClientError::Wire { agent, source })?;
+        let _ = send.finish();
+        Ok(Responses::new(recv, agent))
+    }
+
+    /// Closes the connection politely so the agent frees it at once.
+    pub async fn close(self) {
+        self.connection.close(0u32.into(), b"done");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+pub struct Responses {
+    recv: quinn::RecvStream,
+    agent: SocketAddr,
+}
+
+impl Responses {
+    pub fn new(recv: quinn::RecvStream, agent: SocketAddr) -> Self {
+        Responses { recv, agent }
+    }
+
+    pub async fn next(&mut self) -> Result<Option<Response>, ClientError> {
+        read_frame(&mut self.recv)
+            .await
+            .map_err(|source| ClientError::Wire {
+                agent: self.agent,
+                source,
+            })
+    }
+}

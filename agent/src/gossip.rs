@@ -1,0 +1,184 @@
+//! The async shell around [`Membership`]: it moves packets and timer events in and out of the
+//! state machine and publishes the member list. It decides nothing itself.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use crate::membership::{Effects, Liveness, MemberState, Membership, MembershipError, NodeId};
+use crate::transport::{Inbound, Peers};
+
+/// Every other member this agent knows, by name.
+pub type Members = BTreeMap<String, (NodeId, Liveness)>;
+
+/// While alone, ask the seeds to let us in this often.
+const REANNOUNCE: Duration = Duration::from_secs(1);
+
+pub struct Gossip {
+    leave: mpsc::Sender<oneshot::Sender<()>>,
+    apply: mpsc::Sender<Vec<MemberState>>,
+    pub members: watch::Receiver<Members>,
+    /// The full member list and its digest, for membership anti-entropy.
+    pub view: watch::Receiver<MembershipView>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MembershipView {
+    pub digest: u64,
+    pub states: Arc<Vec<MemberState>>,
+}
+
+impl Gossip {
+    /// Starts the membership loop. `changed` is notified whenever the member list changes.
+    pub fn spawn(
+        membership: Membership,
+        peers: Arc<Peers>,
+        inbound: mpsc::Receiver<Inbound>,
+        seeds: Vec<SocketAddr>,
+        changed: Arc<Notify>,
+    ) -> Self {
+        let (leave, leave_rx) = mpsc::channel(1);
+        let (apply, apply_rx) = mpsc::channel(16);
+        let (members_tx, members) = watch::channel(Members::new());
+        let (view_tx, view) = watch::channel(MembershipView::default());
+        let shell = Shell {
+            membership,
+            peers,
+            members: members_tx,
+            view: view_tx,
+            changed,
+            timers: mpsc::unbounded_channel(),
+        };
+        tokio::spawn(shell.run(inbound, seeds, leave_rx, apply_rx));
+        Gossip {
+            leave,
+            apply,
+            members,
+            view,
+        }
+    }
+
+    /// Hands a peer's member list to the failure detector (dropped if it is busy: the next
+    /// anti-entropy round brings another).
+    pub fn apply(&self, states: Vec<MemberState>) {
+        let _ = self.apply.try_send(states);
+    }
+
+    /// Announces our departure and waits briefly for it to go out.
+    pub async fn leave(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.leave.send(done).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+        }
+    }
+}
+
+type TimerEvent = foca::Timer<NodeId>;
+
+struct Shell {
+    membership: Membership,
+    peers: Arc<Peers>,
+    members: watch::Sender<Members>,
+    view: watch::Sender<MembershipView>,
+    changed: Arc<Notify>,
+    timers: (
+        mpsc::UnboundedSender<TimerEvent>,
+        mpsc::UnboundedReceiver<TimerEvent>,
+    ),
+}
+
+impl Shell {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        seeds: Vec<SocketAddr>,
+        mut leave: mpsc::Receiver<oneshot::Sender<()>>,
+        mut apply: mpsc::Receiver<Vec<MemberState>>,
+    ) {
+        let me = self.membership.me().addr;
+        let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| *s != me).collect();
+        let mut reannounce = tokio::time::interval(REANNOUNCE);
+        loop {
+            let step = tokio::select! {
+                Some((name, packet)) = inbound.recv() => self.membership.handle_packet(&name, &packet),
+                Some(timer) = self.timers.1.recv() => self.membership.handle_timer(timer),
+                Some(states) = apply.recv() => self.membership.apply(states),
+                _ = reannounce.tick(), if self.membership.active_members() == 0 => {
+                    let mut all = Effects::default();
+                    for seed in &seeds {
+                        match self.membership.announce(*seed) {
+                            Ok(effects) => {
+                                all.send.extend(effects.send);
+                                all.timers.extend(effects.timers);
+                                all.changed |= effects.changed;
+                            }
+                            Err(e) => tracing::debug!("announce to {seed}: {e}"),
+                        }
+                    }
+                    Ok(all)
+                }
+                Some(done) = leave.recv() => {
+                    let step = self.membership.leave();
+                    self.apply(step);
+                    // Give the departure datagrams a moment to leave the socket.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = done.send(());
+                    return;
+                }
+            };
+            self.apply(step);
+        }
+    }
+
+    fn apply(&mut self, step: Result<Effects, MembershipError>) {
+        let effects = match step {
+            Ok(effects) => effects,
+            Err(e) => {
+                tracing::debug!("{e}");
+                return;
+            }
+        };
+        for (addr, packet) in effects.send {
+            self.peers.send_datagram(addr, packet);
+        }
+        for (after, timer) in effects.timers {
+            let timers = self.timers.0.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = timers.send(timer);
+            });
+        }
+        // foca reports joins and deaths but not suspicion, so compare the whole list.
+        let members = self.membership.members();
+        let previous = self.members.borrow().clone();
+        for (name, (id, liveness)) in &members {
+            let before = previous.get(name);
+            let was_down = before.is_some_and(|(_, l)| *l == Liveness::Down);
+            let restarted = before.is_some_and(|(old, _)| old.incarnation != id.incarnation);
+            if (*liveness == Liveness::Down && !was_down) || restarted {
+                self.peers.forget(id.addr);
+            }
+        }
+        let modified = self.members.send_if_modified(|current| {
+            if *current == members {
+                false
+            } else {
+                *current = members;
+                true
+            }
+        });
+        if modified || effects.changed {
+            self.changed.notify_one();
+        }
+        let digest = self.membership.digest();
+        if digest != self.view.borrow().digest {
+            self.view.send_replace(MembershipView {
+                digest,
+                states: Arc::new(self.membership.states()),
+            });
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! `gossipd`: the node agent. Parses flags, wires the pieces of the `agent` library together,
+//! and runs until SIGTERM or SIGINT, when it stops its replicas before exiting.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::gossip::Gossip;
+use agent::identity::{Credentials, is_dns_label};
+use agent::logs::{LogStore, now_ms};
+use agent::membership::{Membership, NodeId, Timings};
+use agent::node::Node;
+use agent::replication::ReplicatedState;
+use agent::store::Store;
+use agent::transport::Peers;
+use agent::{capacity, orphans, server, sync, tls};
+use anyhow::{Context, bail};
+use clap::Parser;
+use orchestrator::plan::NodeInfo;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, mpsc};
+
+#[derive(Parser, Debug)]
+#[command(name = "gossipd", version, about = "The gossipctl node agent")]
+struct Args {
+    /// This node's name; must match the name in its certificate.
+    #[arg(long)]
+    name: String,
+    /// Where the agent keeps its state (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// UDP address for QUIC (the API and, later, gossip).
+    #[arg(long, default_value = "0.0.0.0:7946")]
+    listen: SocketAddr,
+    /// Directory with this node's bundle: ca.crt, node.crt, node.key
+    /// (from `gossipctl cluster add-node NAME`). Defaults to DATA_DIR/certs.
+    #[arg(long)]
+    certs: Option<PathBuf>,
+    /// The address other agents reach this one at (default: --listen, which must then name
+    /// a specific IP).
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
+    /// Another agent's address to join the cluster through; repeatable. Agents keep asking
+    /// their seeds while they know no one, so seeds may start in any order.
+    #[arg(long = "join")]
+    joins: Vec<SocketAddr>,
+    /// A node label, KEY=VALUE; repeatable. Placement intents match on these.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// How often each agent probes a random member.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    probe_period: Duration,
+    /// How long a probe waits for an answer before asking others to probe indirectly.
+    #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
+    probe_timeout: Duration,
+    /// How long a suspected member has to refute before it is declared dead.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    suspect_timeout: Duration,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?}: expected KEY=VALUE")),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gossipd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if !is_dns_label(&args.name) {
+        bail!("--name {:?}: expected a DNS-1123 label", args.name);
+    }
+    let advertise = args.advertise.unwrap_or(args.listen);
+    if advertise.ip().is_unspecified() {
+        bail!(
+            "--listen {} names no specific address: pass --advertise IP:PORT",
+            args.listen
+        );
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let certs = args.certs.unwrap_or_else(|| args.data_dir.join("certs"));
+    let creds = Credentials::load_node(&certs).context("loading the node certificate bundle")?;
+    let store = Store::open(&args.data_dir)
+        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let swept = orphans::sweep(&store, &args.name)?;
+    if swept > 0 {
+        tracing::info!(swept, "killed replicas left by a previous run");
+    }
+    let state = ReplicatedState::open(store.db(), &args.name, now_ms())?;
+
+    let mut endpoint = quinn::Endpoint::server(tls::server_config(&creds)?, args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    endpoint.set_default_client_config(tls::client_config(&creds)?);
+    let (inbound_tx, inbound) = mpsc::channel(1024);
+    let peers = Peers::new(endpoint.clone(), inbound_tx);
+    let wake = Arc::new(Notify::new());
+    // A restarted agent must win over its previous identity: start from the wall clock.
+    let incarnation = now_ms();
+    let me = NodeId {
+        name: args.name.clone(),
+        addr: advertise,
+        incarnation,
+    };
+    let timings = Timings {
+        probe_period: args.probe_period,
+        probe_rtt: args.probe_timeout,
+        suspect_to_down: args.suspect_timeout,
+    };
+    let membership = Membership::new(me, timings, incarnation);
+    let gossip = Gossip::spawn(membership, peers.clone(), inbound, args.joins, wake.clone());
+
+    let info = NodeInfo {
+        name: args.name.clone(),
+        labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        capacity: capacity::detect(),
+        runtimes: BTreeSet::from(["process".to_string()]),
+    };
+    let node = Node::new(
+        info,
+        advertise,
+        store,
+        state,
+        LogStore::new(),
+        peers,
+        gossip,
+        wake,
+    );
+    node.publish_self(false).await?;
+    tracing::info!(node = %args.name, %advertise, "agent up");
+
+    let reconciler = tokio::spawn(node.clone().run_reconciler());
+    let anti_entropy = tokio::spawn(sync::run(node.clone()));
+    let api = tokio::spawn(server::serve(endpoint.clone(), node.clone()));
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    tracing::info!("leaving the cluster and stopping replicas");
+    reconciler.abort();
+    anti_entropy.abort();
+    if let Err(e) = node.publish_self(true).await {
+        tracing::warn!("cannot record the departure: {e}");
+    }
+    node.gossip.leave().await;
+    node.stop_all().await;
+    endpoint.close(0u32.into(), b"agent shutting down");
+    api.abort();
+    endpoint.wait_idle().await;
+    Ok(())
+}

@@ -1,0 +1,501 @@
+//! One agent's live state and the shell that carries out the reconciler's decisions.
+//!
+//! The node owns the replicated state (what should run, and what runs where), its own
+//! supervisors and their logs. A single reconcile loop, woken by deploys, by membership
+//! changes, by replica state changes and by a periodic tick, turns the pure plan and diff into
+//! started and stopped replicas here, and reports their status to the cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orchestrator::plan::{NodeInfo, Plan, Running, plan};
+use orchestrator::{Application, Component, Workload, WorkloadId};
+use tokio::sync::Notify;
+
+use crate::api::{NodeState, WorkloadState};
+use crate::gossip::Gossip;
+use crate::logs::{LogStore, now_ms};
+use crate::membership::Liveness;
+use crate::process::{Launch, Supervisor};
+use crate::reconcile::{Action, Wanted, reconcile};
+use crate::replication::{NodeRecord, ReplicatedState, Updates, WorkloadRecord, workload_key};
+use crate::store::{Store, StoreError, StoredApp};
+use crate::transport::Peers;
+
+/// How often the reconciler looks again even when nothing woke it.
+const RECONCILE_TICK: Duration = Duration::from_secs(1);
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub struct Node {
+    pub info: NodeInfo,
+    pub address: SocketAddr,
+    pub store: Store,
+    pub state: ReplicatedState,
+    pub logs: LogStore,
+    pub peers: Arc<Peers>,
+    pub gossip: Gossip,
+    replicas: Mutex<BTreeMap<WorkloadId, Replica>>,
+    pub(crate) waiting: Mutex<BTreeMap<WorkloadId, String>>,
+    /// The status last reported for each of this node's replicas, to report only changes.
+    reported: Mutex<BTreeMap<String, WorkloadRecord>>,
+    /// When this agent last swapped member lists with a peer (see [`crate::sync`]).
+    last_member_lists: Mutex<Option<std::time::Instant>>,
+    wake: Arc<Notify>,
+}
+
+struct Replica {
+    supervisor: Supervisor,
+    fingerprint: u64,
+    /// Asked to stop; it leaves the map once its processes are gone.
+    stopping: bool,
+}
+
+/// Everything one agent knows about the cluster at one moment, and the plan it implies.
+pub struct View {
+    pub apps: Vec<StoredApp>,
+    /// Every node ever heard of, with how this agent sees it now.
+    pub nodes: BTreeMap<String, (NodeState, NodeRecord)>,
+    /// Live status reports, by `APP/COMPONENT/REPLICA@NODE`.
+    pub records: BTreeMap<String, WorkloadRecord>,
+    pub plan: Plan,
+}
+
+impl View {
+    pub(crate) fn component(&self, id: &WorkloadId) -> Option<&Component> {
+        self.apps
+            .iter()
+            .find(|a| a.app.name == id.app)?
+            .app
+            .components
+            .iter()
+            .find(|c| c.name == id.component)
+    }
+
+    pub(crate) fn is_active(&self, node: &str) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|(state, _)| matches!(state, NodeState::Alive | NodeState::Suspect))
+    }
+}
+
+impl Node {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        info: NodeInfo,
+        address: SocketAddr,
+        store: Store,
+        state: ReplicatedState,
+        logs: LogStore,
+        peers: Arc<Peers>,
+        gossip: Gossip,
+        wake: Arc<Notify>,
+    ) -> Arc<Self> {
+        Arc::new(Node {
+            info,
+            address,
+            store,
+            state,
+            logs,
+            peers,
+            gossip,
+            replicas: Mutex::default(),
+            waiting: Mutex::default(),
+            reported: Mutex::default(),
+            last_member_lists: Mutex::default(),
+            wake,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Whether a member-list swap is due (at most one per `every`); claims it if so.
+    pub fn may_swap_member_lists(&self, every: Duration) -> bool {
+        let mut last = self.last_member_lists.lock().expect("member lists lock");
+        let due = last.is_none_or(|at| at.elapsed() >= every);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
+    }
+
+    /// Asks the reconcile loop to look now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn record(&self, left: bool) -> NodeRecord {
+        NodeRecord {
+            info: self.info.clone(),
+            address: self.address,
+            version: VERSION.to_string(),
+            left,
+        }
+    }
+
+    /// Tells the cluster who we are (at start) or that we are leaving (at shutdown).
+    pub async fn publish_self(self: &Arc<Self>, left: bool) -> Result<(), StoreError> {
+        let record = self.record(left);
+        let updates = self
+            .state
+            .change(true, |r| r.put_node(record, now_ms()))
+            .await?;
+        if left {
+            self.push_and_wait(updates).await;
+        } else {
+            self.broadcast(updates);
+        }
+        Ok(())
+    }
+
+    /// The addresses of the other members this agent believes alive.
+    pub fn active_peers(&self) -> Vec<SocketAddr> {
+        self.gossip
+            .members
+            .borrow()
+            .values()
+            .filter(|(_, liveness)| *liveness != Liveness::Down)
+            .map(|(id, _)| id.addr)
+            .collect()
+    }
+
+    /// Eager push of local changes to every active member; anti-entropy repairs any loss.
+    pub fn broadcast(self: &Arc<Self>, updates: Updates) {
+        if updates.is_empty() {
+            return;
+        }
+        for addr in self.active_peers() {
+            let peers = self.peers.clone();
+            let request = crate::api::Request::Push {
+                updates: updates.clone(),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = peers.request(addr, &request).await {
+                    tracing::debug!("push: {e}");
+                }
+            });
+        }
+    }
+
+    async fn push_and_wait(self: &Arc<Self>, updates: Updates) {
+        let request = crate::api::Request::Push { updates };
+        let mut pushes = tokio::task::JoinSet::new();
+        for addr in self.active_peers() {
+            let peers = self.peers.clone();
+            let request = request.clone();
+            pushes.spawn(async move { peers.request(addr, &request).await });
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), pushes.join_all()).await;
+    }
+
+    /// This agent's view of the cluster and the plan it implies.
+    pub fn view(&self) -> View {
+        let members = self.gossip.members.borrow().clone();
+        let (apps, node_records, records) = self.state.read(|r| {
+            let apps: Vec<StoredApp> = r.apps.iter().map(|(_, a)| a.clone()).collect();
+            let nodes: Vec<NodeRecord> = r.nodes.iter().map(|(_, n)| n.clone()).collect();
+            let records: BTreeMap<String, WorkloadRecord> = r
+                .workloads
+                .iter()
+                .map(|(k, w)| (k.clone(), w.clone()))
+                .collect();
+            (apps, nodes, records)
+        });
+        let mut nodes: BTreeMap<String, (NodeState, NodeRecord)> = BTreeMap::new();
+        for record in node_records {
+            let name = record.info.name.clone();
+            let state = if name == self.info.name {
+                NodeState::Alive
+            } else {
+                match members.get(&name).map(|(_, l)| *l) {
+                    Some(Liveness::Alive) if !record.left => NodeState::Alive,
+                    Some(Liveness::Suspect) if !record.left => NodeState::Suspect,
+                    _ if record.left => NodeState::Left,
+                    _ => NodeState::Dead,
+                }
+            };
+            nodes.insert(name, (state, record));
+        }
+        nodes.insert(
+            self.info.name.clone(),
+            (NodeState::Alive, self.record(false)),
+        );
+        // Members whose record has not arrived yet: alive, but not schedulable until it does.
+        let mut unrecorded = BTreeSet::new();
+        for (name, (id, liveness)) in &members {
+            if nodes.contains_key(name) || *liveness == Liveness::Down {
+                continue;
+            }
+            let state = if *liveness == Liveness::Suspect {
+                NodeState::Suspect
+            } else {
+                NodeState::Alive
+            };
+            let record = NodeRecord {
+                info: NodeInfo {
+                    name: name.clone(),
+                    labels: BTreeMap::new(),
+                    capacity: Default::default(),
+                    runtimes: BTreeSet::new(),
+                },
+                address: id.addr,
+                version: String::new(),
+                left: false,
+            };
+            unrecorded.insert(name.clone());
+            nodes.insert(name.clone(), (state, record));
+        }
+
+        let schedulable: Vec<NodeInfo> = nodes
+            .iter()
+            .filter(|(name, (state, _))| {
+                matches!(state, NodeState::Alive | NodeState::Suspect)
+                    && !unrecorded.contains(*name)
+            })
+            .map(|(_, node)| node)
+            .map(|(_, record)| record.info.clone())
+            .collect();
+        let mut running = Running::new();
+        for record in records.values() {
+            let active = nodes
+                .get(&record.node)
+                .is_some_and(|(s, _)| matches!(s, NodeState::Alive | NodeState::Suspect));
+            if active && record.state != WorkloadState::Stopped {
+                running
+                    .entry(record.id.clone())
+                    .or_default()
+                    .insert(record.node.clone());
+            }
+        }
+        let desired: Vec<Application> = apps.iter().map(|a| a.app.clone()).collect();
+        let plan = plan(&desired, &schedulable, &running);
+        View {
+            apps,
+            nodes,
+            records,
+            plan,
+        }
+    }
+
+    pub async fn run_reconciler(self: Arc<Self>) {
+        loop {
+            match self.reconcile_once() {
+                // Reported changes may unblock a `dependsOn`: look again at once.
+                Ok(updates) if !updates.is_empty() => {
+                    self.broadcast(updates);
+                    self.wake();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("reconcile: {e}"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(RECONCILE_TICK) => {}
+            }
+        }
+    }
+
+    /// One pass: start and stop local replicas, then report their status. Returns the status
+    /// changes to push to the cluster.
+    fn reconcile_once(self: &Arc<Self>) -> Result<Updates, StoreError> {
+        let view = self.view();
+        let component_of = |id: &WorkloadId| {
+            view.component(id)
+                .expect("planned replicas have components")
+        };
+
+        let mut replicas = self.replicas.lock().expect("replicas lock");
+        let stopping: BTreeSet<&WorkloadId> = replicas
+            .iter()
+            .filter(|(_, r)| r.stopping)
+            .map(|(id, _)| id)
+            .collect();
+        let wanted: BTreeMap<WorkloadId, Wanted> = view
+            .plan
+            .for_node(self.name())
+            .filter(|id| !stopping.contains(id))
+            .map(|id| {
+                let component = component_of(id);
+                let want = Wanted {
+                    fingerprint: component.fingerprint(),
+                    depends_on: component.depends_on.clone(),
+                };
+                (id.clone(), want)
+            })
+            .collect();
+        let running: BTreeMap<WorkloadId, u64> = replicas
+            .iter()
+            .filter(|(_, r)| !r.stopping)
+            .map(|(id, r)| (id.clone(), r.fingerprint))
+            .collect();
+        let ready = ready_components(&view);
+
+        let mut waiting = BTreeMap::new();
+        for action in reconcile(&wanted, &running, &ready) {
+            match action {
+                Action::Start(id) => {
+                    let component = component_of(&id);
+                    match &component.workload {
+                        Workload::Process(spec) => {
+                            let launch = Launch {
+                                id: id.clone(),
+                                spec: spec.clone(),
+                                replicas: component.replicas,
+                                node: self.name().to_string(),
+                            };
+                            let supervisor = Supervisor::start(
+                                launch,
+                                self.logs.clone(),
+                                self.store.clone(),
+                                self.wake.clone(),
+                            );
+                            let fingerprint = component.fingerprint();
+                            replicas.insert(
+                                id,
+                                Replica {
+                                    supervisor,
+                                    fingerprint,
+                                    stopping: false,
+                                },
+                            );
+                        }
+                        other => {
+                            let message = format!("no {} runtime on this node", other.type_name());
+                            waiting.insert(id, message);
+                        }
+                    }
+                }
+                Action::Stop(id) | Action::Replace(id) => {
+                    let wanted_still = wanted.contains_key(&id);
+                    if let Some(replica) = replicas.get_mut(&id) {
+                        replica.stopping = true;
+                        let finished = replica.supervisor.stop();
+                        let node = Arc::clone(self);
+                        tokio::spawn(async move {
+                            finished.await;
+                            node.replicas.lock().expect("replicas lock").remove(&id);
+                            if !wanted_still {
+                                node.logs.forget(&id.to_string());
+                            }
+                            node.wake();
+                        });
+                    }
+                }
+                Action::Wait(id, message) => {
+                    waiting.insert(id, message);
+                }
+            }
+        }
+
+        // What this node runs (or is about to), as it will report it.
+        let mut current: BTreeMap<String, WorkloadRecord> = BTreeMap::new();
+        for (id, replica) in replicas.iter().filter(|(_, r)| !r.stopping) {
+            let status = replica.supervisor.status();
+            let record = WorkloadRecord {
+                id: id.clone(),
+                node: self.name().to_string(),
+                state: status.state,
+                restarts: status.restarts,
+                message: status.message,
+                pid: status.pid,
+                fingerprint: replica.fingerprint,
+            };
+            current.insert(workload_key(id, self.name()), record);
+        }
+        for (id, message) in &waiting {
+            let record = WorkloadRecord {
+                id: id.clone(),
+                node: self.name().to_string(),
+                state: WorkloadState::Pending,
+                restarts: 0,
+                message: message.clone(),
+                pid: None,
+                fingerprint: wanted.get(id).map_or(0, |w| w.fingerprint),
+            };
+            current.insert(workload_key(id, self.name()), record);
+        }
+        drop(replicas);
+        *self.waiting.lock().expect("waiting lock") = waiting;
+        self.report(view, current)
+    }
+
+    /// Writes changed status records for this node's replicas and removes the ones it no
+    /// longer runs (including any left from a previous run of this agent).
+    fn report(
+        &self,
+        view: View,
+        current: BTreeMap<String, WorkloadRecord>,
+    ) -> Result<Updates, StoreError> {
+        let mut reported = self.reported.lock().expect("reported lock");
+        let stale: Vec<String> = view
+            .records
+            .iter()
+            .filter(|(key, record)| record.node == self.info.name && !current.contains_key(*key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let changed: Vec<WorkloadRecord> = current
+            .iter()
+            .filter(|(key, record)| {
+                reported.get(*key) != Some(record) || view.records.get(*key) != Some(record)
+            })
+            .map(|(_, record)| record.clone())
+            .collect();
+        if stale.is_empty() && changed.is_empty() {
+            return Ok(Updates::default());
+        }
+        let wall = now_ms();
+        let mut updates = Updates::default();
+        let replica_updates = |r: &mut crate::replication::Replica| {
+            for key in &stale {
+                updates.extend(r.delete_workload(key, wall));
+            }
+            for record in &changed {
+                updates.extend(r.put_workload(record.clone(), wall));
+            }
+            std::mem::take(&mut updates)
+        };
+        let written = self.state.change_now(replica_updates)?;
+        *reported = current;
+        Ok(written)
+    }
+
+    /// Stops every replica and waits for them; used on agent shutdown.
+    pub async fn stop_all(&self) {
+        let stops: Vec<_> = {
+            let mut replicas = self.replicas.lock().expect("replicas lock");
+            replicas
+                .values_mut()
+                .map(|r| {
+                    r.stopping = true;
+                    r.supervisor.stop()
+                })
+                .collect()
+        };
+        for stop in stops {
+            stop.await;
+        }
+    }
+}
+
+/// `(app, component)` pairs whose every placed replica is up, as the cluster reports them,
+/// for `dependsOn`.
+fn ready_components(view: &View) -> BTreeSet<(String, String)> {
+    let mut verdict: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for (id, node) in &view.plan.assignments {
+        let fingerprint = view.component(id).map(Component::fingerprint);
+        let up = view.records.get(&workload_key(id, node)).is_some_and(|r| {
+            Some(r.fingerprint) == fingerprint
+                && matches!(r.state, WorkloadState::Running | WorkloadState::Succeeded)
+        });
+        *verdict
+            .entry((id.app.clone(), id.component.clone()))
+            .or_insert(true) &= up;
+    }
+    verdict
+        .into_iter()
+        .filter_map(|(key, up)| up.then_some(key))
+        .collect()
+}

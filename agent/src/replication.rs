@@ -1,0 +1,466 @@
+//! Replicated cluster state: desired applications and observed nodes and workloads.
+//!
+//! Each map is a last-writer-wins map on hybrid logical clocks (see [`orchestrator::state`]),
+//! so merging is commutative, associative and idempotent and every agent converges whatever
+//! order updates arrive in. [`Replica`] is the pure core (no I/O); [`ReplicatedState`] adds
+//! persistence in sled, so a restarted agent starts from everything it had accepted.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use orchestrator::WorkloadId;
+use orchestrator::plan::NodeInfo;
+use orchestrator::state::{Clock, Digest, Entry, LwwMap};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::api::WorkloadState;
+use crate::store::{StoreError, StoredApp};
+
+/// How long a deletion is remembered. An agent partitioned away for longer than this could
+/// bring a deleted entry back; a day covers any partition an operator would not notice.
+pub const TOMBSTONE_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// What a node tells the cluster about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub info: NodeInfo,
+    pub address: SocketAddr,
+    pub version: String,
+    /// Set when the node shuts down cleanly, so others show it as `left`, not `dead`.
+    #[serde(default)]
+    pub left: bool,
+}
+
+/// A replica's status as reported by the node that runs it. Keyed `APP/COMPONENT/REPLICA@NODE`,
+/// so two nodes running the same replica (briefly, after a partition heals) never overwrite
+/// each other's reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadRecord {
+    pub id: WorkloadId,
+    pub node: String,
+    pub state: WorkloadState,
+    pub restarts: u32,
+    pub message: String,
+    pub pid: Option<u32>,
+    /// The definition it runs, to tell a current replica from one about to be replaced.
+    pub fingerprint: u64,
+}
+
+pub fn workload_key(id: &WorkloadId, node: &str) -> String {
+    format!("{id}@{node}")
+}
+
+/// A batch of entries, as pushed on change and exchanged by anti-entropy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Updates {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<(String, Entry<StoredApp>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<(String, Entry<NodeRecord>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<(String, Entry<WorkloadRecord>)>,
+}
+
+impl Updates {
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty() && self.nodes.is_empty() && self.workloads.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Updates) {
+        self.apps.extend(other.apps);
+        self.nodes.extend(other.nodes);
+        self.workloads.extend(other.workloads);
+    }
+}
+
+/// Versions of every entry, sent to a peer so it can tell what each side lacks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateDigest {
+    pub apps: Digest,
+    pub nodes: Digest,
+    pub workloads: Digest,
+}
+
+/// Keys one side wants from the other.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Wanted {
+    pub apps: Vec<String>,
+    pub nodes: Vec<String>,
+    pub workloads: Vec<String>,
+}
+
+impl Wanted {
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty() && self.nodes.is_empty() && self.workloads.is_empty()
+    }
+}
+
+/// The pure replicated state of one agent.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub clock: Clock,
+    pub apps: LwwMap<StoredApp>,
+    pub nodes: LwwMap<NodeRecord>,
+    pub workloads: LwwMap<WorkloadRecord>,
+}
+
+fn merge_into<V: Clone + PartialEq + Serialize>(
+    map: &mut LwwMap<V>,
+    clock: &mut Clock,
+    entries: Vec<(String, Entry<V>)>,
+    wall_ms: u64,
+) -> Vec<(String, Entry<V>)> {
+    let mut changed = Vec::new();
+    for (key, entry) in entries {
+        // A peer with a clock far ahead is refused rather than allowed to win every write.
+        if clock.observe(&entry.version, wall_ms).is_err() {
+            tracing::warn!(%key, "ignoring an update from a clock too far ahead");
+            continue;
+        }
+        if map.merge_entry(key.clone(), entry.clone()) {
+            changed.push((key, entry));
+        }
+    }
+    changed
+}
+
+impl Replica {
+    pub fn new(node: &str) -> Self {
+        Replica {
+            clock: Clock::new(node),
+            apps: LwwMap::new(),
+            nodes: LwwMap::new(),
+            workloads: LwwMap::new(),
+        }
+    }
+
+    pub fn put_app(&mut self, app: StoredApp, wall_ms: u64) -> Updates {
+        let version = self.clock.tick(wall_ms);
+        let key = app.app.name.clone();
+        self.apps.put(key.clone(), app.clone(), version.clone());
+        Updates {
+            apps: vec![(key, Entry::live(app, version))],
+            ..Updates::default()
+        }
+    }
+
+    pub fn delete_app(&mut self, name: &str, wall_ms: u64) -> Updates {
+        let version = self.clock.tick(wall_ms);
+        self.apps.delete(name, version.clone());
+        Updates {
+            apps: vec![(name.to_string(), Entry::tombstone(version))],
+            ..Updates::default()
+        }
+    }
+
+    pub fn put_node(&mut self, record: NodeRecord, wall_ms: u64) -> Updates {
+        let version = self.clock.tick(wall_ms);
+        let key = record.info.name.clone();
+        self.nodes.put(key.clone(), record.clone(), version.clone());
+        Updates {
+            nodes: vec![(key, Entry::live(record, version))],
+            ..Updates::default()
+        }
+    }
+
+    pub fn put_workload(&mut self, record: WorkloadRecord, wall_ms: u64) -> Updates {
+        let version = self.clock.tick(wall_ms);
+        let key = workload_key(&record.id, &record.node);
+        self.workloads
+            .put(key.clone(), record.clone(), version.clone());
+        Updates {
+            workloads: vec![(key, Entry::live(record, version))],
+            ..Updates::default()
+        }
+    }
+
+    pub fn delete_workload(&mut self, key: &str, wall_ms: u64) -> Updates {
+        let version = self.clock.tick(wall_ms);
+        self.workloads.delete(key, version.clone());
+        Updates {
+            workloads: vec![(key.to_string(), Entry::tombstone(version))],
+            ..Updates::default()
+        }
+    }
+
+    /// Merges a peer's entries; returns the ones that changed this replica.
+    pub fn merge(&mut self, updates: Updates, wall_ms: u64) -> Updates {
+        Updates {
+            apps: merge_into(&mut self.apps, &mut self.clock, updates.apps, wall_ms),
+            nodes: merge_into(&mut self.nodes, &mut self.clock, updates.nodes, wall_ms),
+            workloads: merge_into(
+                &mut self.workloads,
+                &mut self.clock,
+                updates.workloads,
+                wall_ms,
+            ),
+        }
+    }
+
+    /// Equal fingerprints mean equal versions everywhere: a converged pair of agents exchanges
+    /// just this number per anti-entropy round.
+    pub fn fingerprint(&self) -> u64 {
+        let parts = [
+            self.apps.fingerprint(),
+            self.nodes.fingerprint(),
+            self.workloads.fingerprint(),
+        ];
+        let bytes: Vec<u8> = parts.iter().flat_map(|p| p.to_le_bytes()).collect();
+        xxhash_rust::xxh3::xxh3_64(&bytes)
+    }
+
+    pub fn digest(&self) -> StateDigest {
+        StateDigest {
+            apps: self.apps.digest(),
+            nodes: self.nodes.digest(),
+            workloads: self.workloads.digest(),
+        }
+    }
+
+    /// Answering a peer's digest: what it lacks, and what we lack from it.
+    pub fn answer(&self, theirs: &StateDigest) -> (Updates, Wanted) {
+        let updates = Updates {
+            apps: self.apps.newer_than(&theirs.apps),
+            nodes: self.nodes.newer_than(&theirs.nodes),
+            workloads: self.workloads.newer_than(&theirs.workloads),
+        };
+        let wanted = Wanted {
+            apps: self.apps.wanted_from(&theirs.apps),
+            nodes: self.nodes.wanted_from(&theirs.nodes),
+            workloads: self.workloads.wanted_from(&theirs.workloads),
+        };
+        (updates, wanted)
+    }
+
+    pub fn entries_for(&self, wanted: &Wanted) -> Updates {
+        Updates {
+            apps: self.apps.entries_for(&wanted.apps),
+            nodes: self.nodes.entries_for(&wanted.nodes),
+            workloads: self.workloads.entries_for(&wanted.workloads),
+        }
+    }
+
+    /// Forgets deletions older than [`TOMBSTONE_TTL_MS`]; returns the keys to forget on disk.
+    pub fn expire_tombstones(&mut self, wall_ms: u64) -> usize {
+        let before = wall_ms.saturating_sub(TOMBSTONE_TTL_MS);
+        self.apps.expire_tombstones(before)
+            + self.nodes.expire_tombstones(before)
+            + self.workloads.expire_tombstones(before)
+    }
+}
+
+const APPS: &str = "replicated/apps";
+const NODES: &str = "replicated/nodes";
+const WORKLOADS: &str = "replicated/workloads";
+
+/// The replica behind a lock, with every change written to sled.
+pub struct ReplicatedState {
+    replica: Mutex<Replica>,
+    db: sled::Db,
+    apps: sled::Tree,
+    nodes: sled::Tree,
+    workloads: sled::Tree,
+}
+
+fn load<V: DeserializeOwned + Clone + PartialEq + Serialize>(
+    tree: &sled::Tree,
+    map: &mut LwwMap<V>,
+    clock: &mut Clock,
+    wall_ms: u64,
+) -> Result<(), StoreError> {
+    for item in tree.iter() {
+        let (key, value) = item?;
+        let key = String::from_utf8_lossy(&key).into_owned();
+        let entry: Entry<V> =
+            serde_json::from_slice(&value).map_err(|source| StoreError::Corrupt {
+                key: key.clone(),
+                source,
+            })?;
+        // Later local writes must sort after everything persisted, whatever the wall clock
+        // did while the agent was down.
+        let _ = clock.observe(&entry.version, wall_ms.max(entry.version.wall_ms));
+        map.merge_entry(key, entry);
+    }
+    Ok(())
+}
+
+fn persist<V: Serialize>(
+    tree: &sled::Tree,
+    entries: &[(String, Entry<V>)],
+) -> Result<(), StoreError> {
+    for (key, entry) in entries {
+        let value = serde_json::to_vec(entry).expect("entries serialise");
+        tree.insert(key.as_bytes(), value)?;
+    }
+    Ok(())
+}
+
+impl ReplicatedState {
+    pub fn open(db: &sled::Db, node: &str, wall_ms: u64) -> Result<Self, StoreError> {
+        let apps = db.open_tree(APPS)?;
+        let nodes = db.open_tree(NODES)?;
+        let workloads = db.open_tree(WORKLOADS)?;
+        let mut replica = Replica::new(node);
+        load(&apps, &mut replica.apps, &mut replica.clock, wall_ms)?;
+        load(&nodes, &mut replica.nodes, &mut replica.clock, wall_ms)?;
+        load(
+            &workloads,
+            &mut replica.workloads,
+            &mut replica.clock,
+            wall_ms,
+        )?;
+        Ok(ReplicatedState {
+            replica: Mutex::new(replica),
+            db: db.clone(),
+            apps,
+            nodes,
+            workloads,
+        })
+    }
+
+    /// Runs `change` on the replica and persists the entries it returns. With `durable`, waits
+    /// until they are on disk (a deploy is acknowledged only then).
+    pub async fn change(
+        &self,
+        durable: bool,
+        change: impl FnOnce(&mut Replica) -> Updates,
+    ) -> Result<Updates, StoreError> {
+        let updates = change(&mut self.replica.lock().expect("replica lock"));
+        self.persist(&updates)?;
+        if durable {
+            self.db.flush_async().await?;
+        }
+        Ok(updates)
+    }
+
+    /// [`ReplicatedState::change`] without waiting for the disk: for observed state, which
+    /// its owner reports again anyway.
+    pub fn change_now(
+        &self,
+        change: impl FnOnce(&mut Replica) -> Updates,
+    ) -> Result<Updates, StoreError> {
+        let updates = change(&mut self.replica.lock().expect("replica lock"));
+        self.persist(&updates)?;
+        Ok(updates)
+    }
+
+    fn persist(&self, updates: &Updates) -> Result<(), StoreError> {
+        persist(&self.apps, &updates.apps)?;
+        persist(&self.nodes, &updates.nodes)?;
+        persist(&self.workloads, &updates.workloads)
+    }
+
+    /// Merges a peer's updates and persists what changed; returns it.
+    pub fn merge(&self, updates: Updates, wall_ms: u64) -> Result<Updates, StoreError> {
+        let changed = self
+            .replica
+            .lock()
+            .expect("replica lock")
+            .merge(updates, wall_ms);
+        self.persist(&changed)?;
+        Ok(changed)
+    }
+
+    /// Reads the replica under its lock.
+    pub fn read<T>(&self, read: impl FnOnce(&Replica) -> T) -> T {
+        read(&self.replica.lock().expect("replica lock"))
+    }
+
+    /// Drops expired tombstones from memory and disk.
+    pub fn expire_tombstones(&self, wall_ms: u64) -> Result<(), StoreError> {
+        let mut replica = self.replica.lock().expect("replica lock");
+        if replica.expire_tombstones(wall_ms) == 0 {
+            return Ok(());
+        }
+        for (tree, keys) in [
+            (
+                &self.apps,
+                replica
+                    .apps
+                    .entries()
+                    .map(|(k, _)| k.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                &self.nodes,
+                replica.nodes.entries().map(|(k, _)| k.clone()).collect(),
+            ),
+            (
+                &self.workloads,
+                replica
+                    .workloads
+                    .entries()
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+            ),
+        ] {
+            for item in tree.iter().keys() {
+                let key = item?;
+                if !keys.iter().any(|k| k.as_bytes() == key.as_ref()) {
+                    tree.remove(key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator::Resources;
+
+    fn node_record(name: &str) -> NodeRecord {
+        NodeRecord {
+            info: NodeInfo {
+                name: name.into(),
+                labels: Default::default(),
+                capacity: Resources::default(),
+                runtimes: Default::default(),
+            },
+            address: "127.0.0.1:1".parse().unwrap(),
+            version: "test".into(),
+            left: false,
+        }
+    }
+
+    #[test]
+    fn a_push_pull_exchange_converges_two_replicas() {
+        let mut a = Replica::new("a");
+        let mut b = Replica::new("b");
+        a.put_node(node_record("a"), 1000);
+        b.put_node(node_record("b"), 1000);
+        b.put_node(node_record("c"), 1001);
+        assert_ne!(a.fingerprint(), b.fingerprint());
+
+        let (for_a, wanted_by_b) = b.answer(&a.digest());
+        a.merge(for_a, 1002);
+        let for_b = a.entries_for(&wanted_by_b);
+        b.merge(for_b, 1002);
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.nodes, b.nodes);
+    }
+
+    #[test]
+    fn state_survives_a_reopen_and_later_writes_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let state = ReplicatedState::open(&db, "a", 5000).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(state.change(true, |r| r.put_node(node_record("x"), 5000)))
+            .unwrap();
+        drop(state);
+        // The wall clock went backwards while the agent was down.
+        let reopened = ReplicatedState::open(&db, "a", 10).unwrap();
+        assert!(reopened.read(|r| r.nodes.get("x").is_some()));
+        let before = reopened.read(|r| r.nodes.entry("x").unwrap().version.clone());
+        runtime
+            .block_on(reopened.change(false, |r| r.put_node(node_record("x"), 10)))
+            .unwrap();
+        assert!(reopened.read(|r| r.nodes.entry("x").unwrap().version.clone()) > before);
+    }
+}

@@ -1,0 +1,246 @@
+//! The agent's QUIC API: accept mutually authenticated connections and answer requests.
+//!
+//! Each request arrives on its own bidirectional stream, so a slow `logs -f` never holds up a
+//! `get`. Authorisation happens here, once per request, from the role in the peer's certificate.
+
+use std::sync::Arc;
+
+use orchestrator::{Workload, parse_application};
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+
+use crate::api::{DeployOutcome, ErrorKind, Request, Response};
+use crate::identity::Role;
+use crate::logs::now_ms;
+use crate::node::{Node, VERSION};
+use crate::store::{StoreError, StoredApp};
+use crate::tls::peer_role;
+use crate::wire::{WireError, read_frame, write_frame};
+
+/// Accepts connections until the endpoint is closed.
+pub async fn serve(endpoint: Endpoint, node: Arc<Node>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let node = node.clone();
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(connection) => serve_connection(connection, node).await,
+                // Failed handshakes include peers without a cluster certificate.
+                Err(e) => tracing::debug!("handshake failed: {e}"),
+            }
+        });
+    }
+}
+
+async fn serve_connection(connection: Connection, node: Arc<Node>) {
+    let Some(role) = peer_role(&connection) else {
+        connection.close(1u32.into(), b"unknown peer identity");
+        return;
+    };
+    // Other agents' connections also carry membership datagrams.
+    node.peers.adopt(connection.clone());
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        let node = node.clone();
+        let role = role.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_stream(send, recv, &node, &role).await {
+                tracing::debug!(peer = role.name(), "request stream: {e}");
+            }
+        });
+    }
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+    Response::Error {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn internal(e: StoreError) -> Response {
+    error(ErrorKind::Internal, e.to_string())
+}
+
+async fn serve_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    node: &Arc<Node>,
+    role: &Role,
+) -> Result<(), WireError> {
+    let Some(request) = read_frame::<Request>(&mut recv).await? else {
+        return Ok(());
+    };
+    let response = match request {
+        Request::Ping => Response::Pong {
+            node: node.name().to_string(),
+            version: VERSION.to_string(),
+        },
+        Request::Deploy { file, source } => {
+            if role.may_mutate() {
+                deploy(node, &file, &source).await
+            } else {
+                forbidden(role, "deploy")
+            }
+        }
+        Request::DeleteApp { name } => {
+            if role.may_mutate() {
+                delete(node, &name).await
+            } else {
+                forbidden(role, "delete applications")
+            }
+        }
+        Request::GetApps => Response::Apps {
+            apps: node.app_views(),
+        },
+        Request::GetWorkloads => Response::Workloads {
+            workloads: node.workload_views(),
+        },
+        Request::GetNodes => Response::Nodes {
+            nodes: node.node_views(),
+        },
+        Request::DescribeApp { name } => match node.describe_app(&name) {
+            Some(app) => Response::App { app },
+            None => error(
+                ErrorKind::NotFound,
+                format!("application {name:?} not found"),
+            ),
+        },
+        Request::DescribeNode { name } => match node.describe_node(&name) {
+            Some(node) => Response::Node { node },
+            None => error(ErrorKind::NotFound, format!("node {name:?} not found")),
+        },
+        Request::Logs {
+            workload,
+            follow,
+            tail,
+            local,
+        } => {
+            return crate::logs_api::stream_logs(send, node, &workload, follow, tail, local).await;
+        }
+        sync @ (Request::Push { .. }
+        | Request::SyncFingerprint { .. }
+        | Request::SyncMembers { .. }
+        | Request::SyncDigest { .. }) => {
+            if matches!(role, Role::Node { .. }) {
+                crate::sync::answer(node, sync)
+            } else {
+                forbidden(role, "replicate cluster state")
+            }
+        }
+    };
+    write_frame(&mut send, &response).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
+fn forbidden(role: &Role, what: &str) -> Response {
+    error(
+        ErrorKind::Forbidden,
+        format!(
+            "certificate {:?} may not {what}: only the cluster's admin certificate may",
+            role.name()
+        ),
+    )
+}
+
+async fn deploy(node: &Arc<Node>, file: &str, source: &str) -> Response {
+    let app = match parse_application(source, file) {
+        Ok(app) => app,
+        Err(diagnostics) => return error(ErrorKind::Invalid, diagnostics.to_string()),
+    };
+    let unsupported: Vec<String> = app
+        .components
+        .iter()
+        .filter(|c| !matches!(c.workload, Workload::Process(_)))
+        .map(|c| format!("{} ({})", c.name, c.workload.type_name()))
+        .collect();
+    if !unsupported.is_empty() {
+        return error(
+            ErrorKind::Unsupported,
+            format!(
+                "this agent runs only process components so far; not supported: {}",
+                unsupported.join(", ")
+            ),
+        );
+    }
+    let previous = node.state.read(|r| r.apps.get(&app.name).cloned());
+    let outcome = compare(previous.as_ref(), &app);
+    if previous.as_ref().is_some_and(|p| p.app == app) {
+        return Response::Deployed(outcome);
+    }
+    let stored = StoredApp {
+        generation: outcome.generation,
+        app,
+    };
+    let name = stored.app.name.clone();
+    let updates = match node
+        .state
+        .change(true, |r| r.put_app(stored, now_ms()))
+        .await
+    {
+        Ok(updates) => updates,
+        Err(e) => return internal(e),
+    };
+    tracing::info!(app = %name, generation = outcome.generation, "deployed");
+    node.broadcast(updates);
+    node.wake();
+    Response::Deployed(outcome)
+}
+
+/// What a deploy of `app` changes relative to the stored version.
+fn compare(previous: Option<&StoredApp>, app: &orchestrator::Application) -> DeployOutcome {
+    let old = |name: &str| previous.and_then(|p| p.app.components.iter().find(|c| c.name == name));
+    let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
+    for component in &app.components {
+        match old(&component.name) {
+            Some(before) if before.fingerprint() == component.fingerprint() => {
+                unchanged.push(component.name.clone())
+            }
+            _ => changed.push(component.name.clone()),
+        }
+    }
+    let removed = previous
+        .map(|p| {
+            p.app
+                .components
+                .iter()
+                .filter(|c| !app.components.iter().any(|n| n.name == c.name))
+                .map(|c| c.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let generation = match previous {
+        Some(p) if p.app == *app => p.generation,
+        Some(p) => p.generation + 1,
+        None => 1,
+    };
+    DeployOutcome {
+        app: app.name.clone(),
+        generation,
+        changed,
+        unchanged,
+        removed,
+    }
+}
+
+async fn delete(node: &Arc<Node>, name: &str) -> Response {
+    if node.state.read(|r| r.apps.get(name).is_none()) {
+        return error(
+            ErrorKind::NotFound,
+            format!("application {name:?} not found"),
+        );
+    }
+    match node
+        .state
+        .change(true, |r| r.delete_app(name, now_ms()))
+        .await
+    {
+        Ok(updates) => {
+            tracing::info!(app = name, "deleted");
+            node.broadcast(updates);
+            node.wake();
+            Response::Deleted {
+                name: name.to_string(),
+            }
+        }
+        Err(e) => internal(e),
+    }
+}

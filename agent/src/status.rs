@@ -1,0 +1,228 @@
+//! What `get` and `describe` show: this agent's view of nodes, workloads and applications.
+//!
+//! Presentation only: everything here reads the [`View`] the node computes and the local
+//! waiting reasons; nothing decides or changes anything.
+
+use std::collections::BTreeSet;
+
+use orchestrator::plan::Plan;
+
+use crate::api::{
+    AppDetail, AppStatus, AppView, ComponentDetail, NodeDetail, NodeView, WorkloadState,
+    WorkloadView,
+};
+use crate::node::{Node, View};
+use crate::replication::{WorkloadRecord, workload_key};
+use crate::store::StoredApp;
+
+impl Node {
+    pub fn node_views(&self) -> Vec<NodeView> {
+        let view = self.view();
+        view.nodes
+            .iter()
+            .map(|(name, (state, record))| NodeView {
+                name: name.clone(),
+                address: record.address.to_string(),
+                state: *state,
+                labels: record.info.labels.clone(),
+                capacity: record.info.capacity,
+                runtimes: record.info.runtimes.iter().cloned().collect(),
+                workloads: view.plan.for_node(name).count(),
+                version: record.version.clone(),
+            })
+            .collect()
+    }
+
+    pub fn describe_node(&self, name: &str) -> Option<NodeDetail> {
+        let summary = self.node_views().into_iter().find(|n| n.name == name)?;
+        let workloads = self
+            .workload_views()
+            .into_iter()
+            .filter(|w| w.node == name)
+            .collect();
+        Some(NodeDetail { summary, workloads })
+    }
+
+    pub fn workload_views(&self) -> Vec<WorkloadView> {
+        let view = self.view();
+        self.views(&view).into_iter().map(|(w, _)| w).collect()
+    }
+
+    /// Each replica's view, and whether it is up: running its current definition (or, for
+    /// run-to-completion policies, finished successfully).
+    fn views(&self, view: &View) -> Vec<(WorkloadView, bool)> {
+        let waiting = self.waiting.lock().expect("waiting lock");
+        let mut views = Vec::new();
+        for (id, node) in &view.plan.assignments {
+            let component = view.component(id);
+            let kind = component.map_or("process", |c| c.workload.type_name());
+            let record = view.records.get(&workload_key(id, node));
+            let current =
+                |r: &WorkloadRecord| component.is_some_and(|c| c.fingerprint() == r.fingerprint);
+            let (state, restarts, message, pid, up) = match record {
+                Some(r) => {
+                    let message = if current(r) {
+                        r.message.clone()
+                    } else {
+                        "replacing with the new definition".to_string()
+                    };
+                    let up = current(r)
+                        && matches!(r.state, WorkloadState::Running | WorkloadState::Succeeded);
+                    (r.state, r.restarts, message, r.pid, up)
+                }
+                None if node == self.name() => {
+                    let message = waiting.get(id).cloned().unwrap_or_default();
+                    (WorkloadState::Pending, 0, message, None, false)
+                }
+                None => {
+                    let message = format!("waiting for {node} to start it");
+                    (WorkloadState::Pending, 0, message, None, false)
+                }
+            };
+            let workload = WorkloadView {
+                id: id.to_string(),
+                app: id.app.clone(),
+                component: id.component.clone(),
+                replica: id.replica,
+                kind: kind.to_string(),
+                node: node.clone(),
+                state,
+                restarts,
+                message,
+                pid,
+            };
+            views.push((workload, up));
+        }
+        // Replicas still running where the plan no longer puts them: being stopped.
+        for record in view.records.values() {
+            let assigned = view.plan.assignments.get(&record.id) == Some(&record.node);
+            if !assigned && view.is_active(&record.node) {
+                let workload = WorkloadView {
+                    id: record.id.to_string(),
+                    app: record.id.app.clone(),
+                    component: record.id.component.clone(),
+                    replica: record.id.replica,
+                    kind: view
+                        .component(&record.id)
+                        .map_or("process", |c| c.workload.type_name())
+                        .to_string(),
+                    node: record.node.clone(),
+                    state: record.state,
+                    restarts: record.restarts,
+                    message: "stopping: no longer placed here".to_string(),
+                    pid: record.pid,
+                };
+                views.push((workload, false));
+            }
+        }
+        views
+    }
+
+    pub fn app_views(&self) -> Vec<AppView> {
+        self.app_details().into_iter().map(|d| d.summary).collect()
+    }
+
+    pub fn describe_app(&self, name: &str) -> Option<AppDetail> {
+        self.app_details()
+            .into_iter()
+            .find(|d| d.summary.name == name)
+    }
+
+    fn app_details(&self) -> Vec<AppDetail> {
+        let view = self.view();
+        let views = self.views(&view);
+        let mut names: BTreeSet<String> = view.apps.iter().map(|a| a.app.name.clone()).collect();
+        names.extend(views.iter().map(|(v, _)| v.app.clone()));
+        names
+            .into_iter()
+            .map(|name| {
+                let stored = view.apps.iter().find(|a| a.app.name == name);
+                let workloads: Vec<(WorkloadView, bool)> = views
+                    .iter()
+                    .filter(|(v, _)| v.app == name)
+                    .cloned()
+                    .collect();
+                app_detail(&name, stored, &view.plan, workloads)
+            })
+            .collect()
+    }
+}
+
+fn app_detail(
+    name: &str,
+    stored: Option<&StoredApp>,
+    plan: &Plan,
+    entries: Vec<(WorkloadView, bool)>,
+) -> AppDetail {
+    let up_per_component = |component: &str| {
+        entries
+            .iter()
+            .filter(|(w, up)| *up && w.component == component)
+            .count() as u32
+    };
+    let workloads: Vec<WorkloadView> = entries.iter().map(|(w, _)| w.clone()).collect();
+    let Some(stored) = stored else {
+        let summary = AppView {
+            name: name.to_string(),
+            components: 0,
+            status: AppStatus::Deleting,
+            message: format!("{} replicas stopping", workloads.len()),
+            generation: 0,
+        };
+        return AppDetail {
+            summary,
+            components: vec![],
+            workloads,
+        };
+    };
+    let components: Vec<ComponentDetail> = stored
+        .app
+        .components
+        .iter()
+        .map(|c| ComponentDetail {
+            name: c.name.clone(),
+            kind: c.workload.type_name().to_string(),
+            replicas: c.replicas,
+            running: up_per_component(&c.name),
+            unschedulable: plan
+                .unschedulable
+                .get(&(name.to_string(), c.name.clone()))
+                .cloned(),
+            depends_on: c.depends_on.clone(),
+        })
+        .collect();
+    let unschedulable: Vec<String> = components
+        .iter()
+        .filter_map(|c| Some(format!("{}: {}", c.name, c.unschedulable.as_ref()?)))
+        .collect();
+    let failed: Vec<&str> = workloads
+        .iter()
+        .filter(|w| w.state == WorkloadState::Failed)
+        .map(|w| w.id.as_str())
+        .collect();
+    let wanted: u32 = components.iter().map(|c| c.replicas).sum();
+    let up: u32 = components.iter().map(|c| c.running).sum();
+    let (status, message) = if !unschedulable.is_empty() {
+        (AppStatus::Unschedulable, unschedulable.join("; "))
+    } else if !failed.is_empty() {
+        (
+            AppStatus::Degraded,
+            format!("failed: {}", failed.join(", ")),
+        )
+    } else if up == wanted && workloads.len() as u32 == wanted {
+        (AppStatus::Running, format!("{up}/{wanted} replicas up"))
+    } else {
+        (AppStatus::Progressing, format!("{up}/{wanted} replicas up"))
+    };
+    AppDetail {
+        summary: AppView {
+            name: name.to_string(),
+            components: components.len(),
+            status,
+            message,
+            generation: stored.generation,
+        },
+        components,
+        workloads,
+    }
+}

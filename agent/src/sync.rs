@@ -1,0 +1,168 @@
+//! Anti-entropy: periodically reconcile replicated state with one peer at a time.
+//!
+//! Eager pushes carry changes as they happen; this loop repairs whatever a push missed (a peer
+//! that was down, a partition, a lost stream). A round costs one fingerprint exchange when the
+//! pair already agrees, and a digest exchange plus the missing entries when it does not.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{Request, Response};
+use crate::logs::now_ms;
+use crate::node::Node;
+use crate::replication::Updates;
+
+/// How often an agent starts a round with a peer. Pushes carry changes at once; this only
+/// bounds how long a missed push stays missed.
+pub const ANTI_ENTROPY_PERIOD: Duration = Duration::from_secs(2);
+/// At most one member-list swap per agent this often: lists are kilobytes, and SWIM's own
+/// gossip settles most differences; the swap only has to catch the verdicts it missed.
+const MEMBER_LISTS_EVERY: Duration = Duration::from_secs(10);
+/// How often expired deletions are forgotten.
+const TOMBSTONE_SWEEP: Duration = Duration::from_secs(600);
+
+pub async fn run(node: Arc<Node>) {
+    let mut round: usize = 0;
+    let mut last_sweep = tokio::time::Instant::now();
+    let mut members = node.gossip.members.clone();
+    let mut known: BTreeSet<SocketAddr> = BTreeSet::new();
+    let mut tick = tokio::time::interval(ANTI_ENTROPY_PERIOD);
+    loop {
+        tokio::select! {
+            // A member we have not synced with yet: exchange with it at once, so a joining
+            // agent learns the cluster's state (and the cluster its record) in one round trip.
+            Ok(()) = members.changed() => {
+                let active: BTreeSet<SocketAddr> = node.active_peers().into_iter().collect();
+                // Only members whose record we lack: once a few exchanges have brought the
+                // cluster's state, later joiners' records arrive by push and anti-entropy
+                // without a handshake with every member at once.
+                let known_records: BTreeSet<SocketAddr> =
+                    node.state.read(|r| r.nodes.iter().map(|(_, n)| n.address).collect());
+                for &peer in active.difference(&known).filter(|p| !known_records.contains(p)) {
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = exchange(&node, peer).await {
+                            tracing::debug!(%peer, "anti-entropy with a new member: {e}");
+                        }
+                    });
+                }
+                known = active;
+                continue;
+            }
+            _ = tick.tick() => {}
+        }
+        let peers = node.active_peers();
+        if !peers.is_empty() {
+            // Round-robin over the current members: every peer is reached within n rounds.
+            let peer = peers[round % peers.len()];
+            round = round.wrapping_add(1);
+            if let Err(e) = exchange(&node, peer).await {
+                tracing::debug!(%peer, "anti-entropy: {e}");
+            }
+        }
+        if last_sweep.elapsed() > TOMBSTONE_SWEEP {
+            last_sweep = tokio::time::Instant::now();
+            if let Err(e) = node.state.expire_tombstones(now_ms()) {
+                tracing::warn!("tombstone sweep: {e}");
+            }
+        }
+    }
+}
+
+async fn exchange(node: &Arc<Node>, peer: SocketAddr) -> RoundResult {
+    let fingerprint = node.state.read(|r| r.fingerprint());
+    let members = node.gossip.view.borrow().digest;
+    let (state_in_sync, members_in_sync) = match node
+        .peers
+        .request(
+            peer,
+            &Request::SyncFingerprint {
+                fingerprint,
+                members,
+            },
+        )
+        .await?
+    {
+        Response::InSync {
+            in_sync,
+            members_in_sync,
+        } => (in_sync, members_in_sync),
+        other => return Err(format!("unexpected answer {other:?}").into()),
+    };
+    if !members_in_sync && node.may_swap_member_lists(MEMBER_LISTS_EVERY) {
+        let states = node.gossip.view.borrow().states.as_ref().clone();
+        match node
+            .peers
+            .request(peer, &Request::SyncMembers { states })
+            .await?
+        {
+            Response::Members { states } => node.gossip.apply(states),
+            other => return Err(format!("unexpected answer {other:?}").into()),
+        }
+    }
+    if state_in_sync {
+        return Ok(());
+    }
+    let digest = node.state.read(|r| r.digest());
+    let (updates, wanted) = match node
+        .peers
+        .request(peer, &Request::SyncDigest { digest })
+        .await?
+    {
+        Response::SyncReply { updates, wanted } => (updates, wanted),
+        other => return Err(format!("unexpected answer {other:?}").into()),
+    };
+    let changed = node.state.merge(updates, now_ms())?;
+    if !changed.is_empty() {
+        node.wake();
+    }
+    if !wanted.is_empty() {
+        let updates = node.state.read(|r| r.entries_for(&wanted));
+        node.peers.request(peer, &Request::Push { updates }).await?;
+    }
+    Ok(())
+}
+
+/// Serving side of the sync protocol (peers with node certificates only).
+pub fn answer(node: &Node, request: Request) -> Response {
+    match request {
+        Request::Push { updates } => merge(node, updates),
+        Request::SyncFingerprint {
+            fingerprint,
+            members,
+        } => Response::InSync {
+            in_sync: node.state.read(|r| r.fingerprint()) == fingerprint,
+            members_in_sync: node.gossip.view.borrow().digest == members,
+        },
+        Request::SyncMembers { states } => {
+            let mine = node.gossip.view.borrow().states.as_ref().clone();
+            node.gossip.apply(states);
+            Response::Members { states: mine }
+        }
+        Request::SyncDigest { digest } => {
+            let (updates, wanted) = node.state.read(|r| r.answer(&digest));
+            Response::SyncReply { updates, wanted }
+        }
+        _ => unreachable!("only sync requests are routed here"),
+    }
+}
+
+fn merge(node: &Node, updates: Updates) -> Response {
+    match node.state.merge(updates, now_ms()) {
+        Ok(changed) => {
+            if !changed.is_empty() {
+                node.wake();
+            }
+            Response::Ack
+        }
+        Err(e) => Response::Error {
+            kind: crate::api::ErrorKind::Internal,
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Failures of this best-effort loop are only logged, so one boxed error type serves.
+type RoundResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;

@@ -1,0 +1,108 @@
+//! QUIC endpoint configuration: mutual TLS against the cluster CA, in both directions.
+//!
+//! A peer that cannot present a certificate signed by the cluster CA fails the handshake and
+//! never reaches a request handler, so every handler may assume an authenticated peer.
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{ClientConfig, ServerConfig, TransportConfig};
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::server::WebPkiClientVerifier;
+
+use crate::identity::{Credentials, Role};
+
+/// Application protocol of the agent API. Bumped on incompatible changes.
+pub const ALPN: &[u8] = b"gossipctl/1";
+
+/// How long a connection may be silent before it is dropped. Agents keep no keep-alives on
+/// their peer connections: with one connection per peer, keep-alives would make steady traffic
+/// grow with the cluster. The timeout is long because in a large cluster gossip visits a given
+/// peer only every minute or so, and a new TLS handshake costs kilobytes; a dead or restarted
+/// peer's connection is dropped by the membership layer instead. (Failure detection is SWIM's
+/// job, not the transport's.)
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Interactive clients keep their one connection open while, say, following a quiet log.
+const CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("invalid cluster CA certificate: {0}")]
+    Ca(rustls::Error),
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    // Only ring is compiled in; installing it explicitly keeps rustls from guessing.
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone()).map_err(TlsError::Ca)?;
+    Ok(Arc::new(roots))
+}
+
+fn transport(keep_alive: Option<Duration>) -> Arc<TransportConfig> {
+    let mut transport = TransportConfig::default();
+    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("idle timeout fits")));
+    transport.keep_alive_interval(keep_alive);
+    Arc::new(transport)
+}
+
+/// Server side: a client certificate from the cluster CA is required.
+pub fn server_config(creds: &Credentials) -> Result<ServerConfig, TlsError> {
+    install_crypto_provider();
+    let verifier = WebPkiClientVerifier::builder(roots(&creds.ca)?)
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut tls = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(creds.chain.clone(), creds.key.clone_key())
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport(None));
+    Ok(config)
+}
+
+/// Client side for agents dialling agents: the server must present a certificate from the
+/// cluster CA.
+pub fn client_config(creds: &Credentials) -> Result<ClientConfig, TlsError> {
+    client_config_with(creds, None)
+}
+
+/// Client side for the CLI: as [`client_config`], with keep-alives.
+pub fn interactive_client_config(creds: &Credentials) -> Result<ClientConfig, TlsError> {
+    client_config_with(creds, Some(CLIENT_KEEP_ALIVE))
+}
+
+fn client_config_with(
+    creds: &Credentials,
+    keep_alive: Option<Duration>,
+) -> Result<ClientConfig, TlsError> {
+    install_crypto_provider();
+    let mut tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots(&creds.ca)?)
+        .with_client_auth_cert(creds.chain.clone(), creds.key.clone_key())
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport(keep_alive));
+    Ok(config)
+}
+
+/// The verified role of the peer on an established connection.
+pub fn peer_role(connection: &quinn::Connection) -> Option<Role> {
+    let identity = connection.peer_identity()?;
+    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    Role::from_certificate(chain.first()?)
+}

@@ -1,0 +1,171 @@
+//! Connections between agents: one quinn endpoint, one cached connection per peer.
+//!
+//! Membership packets ride QUIC datagrams on these connections and everything else (state
+//! sync, proxied logs) rides streams, so every byte between agents is mutually authenticated.
+//! Each agent sends on the connection it dialled (cached per peer address) and reads datagrams
+//! from the connections peers dialled to it, so every request finds a server on the far end.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::{Connection, Endpoint};
+use tokio::sync::mpsc;
+
+use crate::api::{Request, Response};
+use crate::client::Responses;
+use crate::identity::{ANY_AGENT_SERVER_NAME, Role};
+use crate::tls::peer_role;
+use crate::wire::{WireError, write_frame};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("peer {0}: {1}")]
+    Connect(SocketAddr, String),
+    #[error("peer {0} is not a cluster node")]
+    NotANode(SocketAddr),
+    #[error("peer {0}: {1}")]
+    Stream(SocketAddr, String),
+    #[error("peer {0}: {1}")]
+    Wire(SocketAddr, WireError),
+    #[error("peer {0} closed the request without answering")]
+    NoAnswer(SocketAddr),
+}
+
+/// A membership packet and the certified name of the node that sent it.
+pub type Inbound = (String, Bytes);
+
+pub struct Peers {
+    endpoint: Endpoint,
+    connections: Mutex<HashMap<SocketAddr, Connection>>,
+    inbound: mpsc::Sender<Inbound>,
+}
+
+impl Peers {
+    pub fn new(endpoint: Endpoint, inbound: mpsc::Sender<Inbound>) -> Arc<Self> {
+        Arc::new(Peers {
+            endpoint,
+            connections: Mutex::default(),
+            inbound,
+        })
+    }
+
+    /// Starts reading membership datagrams from a connection a node opened to us. It is not
+    /// used to send: requests need a server on the far end, and a node serves only the
+    /// connections it accepts. Each side sends on the connection it dialled.
+    pub fn adopt(self: &Arc<Self>, connection: Connection) {
+        if let Some(Role::Node { name }) = peer_role(&connection) {
+            self.read_datagrams(connection, name);
+        }
+    }
+
+    fn read_datagrams(self: &Arc<Self>, connection: Connection, name: String) {
+        let inbound = self.inbound.clone();
+        tokio::spawn(async move {
+            while let Ok(datagram) = connection.read_datagram().await {
+                // A full queue means the membership loop is behind: dropping is what UDP
+                // would do, and SWIM tolerates it.
+                let _ = inbound.try_send((name.clone(), datagram));
+            }
+        });
+    }
+
+    /// The cached connection to `addr`, or a new one.
+    pub async fn connection(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+    ) -> Result<Connection, TransportError> {
+        if let Some(connection) = self
+            .connections
+            .lock()
+            .expect("connections lock")
+            .get(&addr)
+            && connection.close_reason().is_none()
+        {
+            return Ok(connection.clone());
+        }
+        let connecting = self
+            .endpoint
+            .connect(addr, ANY_AGENT_SERVER_NAME)
+            .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| TransportError::Connect(addr, "timed out".into()))?
+            .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
+        let Some(Role::Node { name }) = peer_role(&connection) else {
+            connection.close(1u32.into(), b"not a cluster node");
+            return Err(TransportError::NotANode(addr));
+        };
+        self.connections
+            .lock()
+            .expect("connections lock")
+            .insert(addr, connection.clone());
+        self.read_datagrams(connection.clone(), name);
+        Ok(connection)
+    }
+
+    /// Drops the cached connection to a peer declared dead or restarted, so the next message
+    /// dials afresh (a restarted peer does not know the old connection).
+    pub fn forget(&self, addr: SocketAddr) {
+        if let Some(old) = self
+            .connections
+            .lock()
+            .expect("connections lock")
+            .remove(&addr)
+        {
+            old.close(0u32.into(), b"declared dead");
+        }
+    }
+
+    /// Sends a membership packet without waiting: delivery is best effort, like UDP.
+    pub fn send_datagram(self: &Arc<Self>, addr: SocketAddr, packet: Bytes) {
+        let peers = self.clone();
+        tokio::spawn(async move {
+            match peers.connection(addr).await {
+                Ok(connection) => {
+                    if let Err(e) = connection.send_datagram(packet) {
+                        tracing::debug!(%addr, "datagram not sent: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!("datagram not sent: {e}"),
+            }
+        });
+    }
+
+    /// Sends one request to a peer agent and returns its single answer.
+    pub async fn request(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        request: &Request,
+    ) -> Result<Response, TransportError> {
+        let mut responses = self.stream(addr, request).await?;
+        responses
+            .next()
+            .await
+            .map_err(|e| TransportError::Stream(addr, e.to_string()))?
+            .ok_or(TransportError::NoAnswer(addr))
+    }
+
+    /// Sends one request to a peer agent and returns its stream of answers.
+    pub async fn stream(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        request: &Request,
+    ) -> Result<Responses, TransportError> {
+        let connection = self.connection(addr).await?;
+        let (mut send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
+        write_frame(&mut send, request)
+            .await
+            .map_err(|e| TransportError::Wire(addr, e))?;
+        let _ = send.finish();
+        Ok(Responses::new(recv, addr))
+    }
+}

@@ -1,0 +1,304 @@
+//! The everyday commands: validate, deploy, delete, get, describe, logs.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use agent::api::{AppStatus, ErrorKind, LogStream, Request, Response};
+use agent::client::Client;
+use anyhow::{Context, anyhow, bail};
+use orchestrator::{Application, MAX_DOCUMENT_BYTES, parse_application};
+
+use crate::config::{self, Config};
+use crate::failure::invalid;
+use crate::output::{self, Format};
+use crate::progress;
+
+const POLL: Duration = Duration::from_millis(100);
+
+pub async fn connect(config_flag: Option<&Path>) -> anyhow::Result<Client> {
+    let path = config::locate(config_flag)?;
+    let config = Config::load(&path)?;
+    let creds = config.credentials(&path)?;
+    Ok(Client::connect(&config.agents, &creds).await?)
+}
+
+/// Turns an agent's error answer into the CLI's exit-code classes.
+fn rejected(kind: ErrorKind, message: String) -> anyhow::Error {
+    match kind {
+        ErrorKind::Invalid => invalid(message),
+        _ => anyhow!(message),
+    }
+}
+
+fn unexpected(response: Response) -> anyhow::Error {
+    match response {
+        Response::Error { kind, message } => rejected(kind, message),
+        other => anyhow!("unexpected answer from the agent: {other:?}"),
+    }
+}
+
+/// Reads and validates an application file, refusing oversized files before reading them.
+pub fn load_application(file: &Path) -> anyhow::Result<(String, Application)> {
+    let name = file.display().to_string();
+    let handle = std::fs::File::open(file).map_err(|e| invalid(format!("{name}: {e}")))?;
+    let size = handle.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > MAX_DOCUMENT_BYTES as u64 {
+        return Err(invalid(format!(
+            "{name}: file is {size} bytes; applications are limited to {MAX_DOCUMENT_BYTES} bytes"
+        )));
+    }
+    let mut source = String::new();
+    handle
+        .take(MAX_DOCUMENT_BYTES as u64 + 1)
+        .read_to_string(&mut source)
+        .map_err(|e| invalid(format!("{name}: {e}")))?;
+    let app = parse_application(&source, &name).map_err(|d| invalid(d.to_string()))?;
+    Ok((source, app))
+}
+
+pub fn validate(file: &Path) -> anyhow::Result<()> {
+    let (_, app) = load_application(file)?;
+    let replicas: u32 = app.components.iter().map(|c| c.replicas).sum();
+    println!(
+        "{}: valid: application {:?}, {} components, {replicas} replicas",
+        file.display(),
+        app.name,
+        app.components.len()
+    );
+    Ok(())
+}
+
+pub async fn deploy(
+    client: &Client,
+    file: &Path,
+    wait: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let (source, app) = load_application(file)?;
+    let request = Request::Deploy {
+        file: file.display().to_string(),
+        source,
+    };
+    let outcome = match client.request(&request).await? {
+        Response::Deployed(outcome) => outcome,
+        other => return Err(unexpected(other)),
+    };
+    let mut summary = format!(
+        "application {} deployed (generation {})",
+        outcome.app, outcome.generation
+    );
+    for (label, names) in [
+        ("changed", &outcome.changed),
+        ("unchanged", &outcome.unchanged),
+        ("removed", &outcome.removed),
+    ] {
+        if !names.is_empty() {
+            summary += &format!("; {label}: {}", names.join(", "));
+        }
+    }
+    println!("{summary}");
+    if wait {
+        wait_until_running(client, &app.name, outcome.generation, timeout).await?;
+    }
+    Ok(())
+}
+
+async fn wait_until_running(
+    client: &Client,
+    name: &str,
+    generation: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let spinner = progress::spinner(&format!("waiting for {name} to run"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let apps = match client.request(&Request::GetApps).await? {
+            Response::Apps { apps } => apps,
+            other => return Err(unexpected(other)),
+        };
+        let app = apps.into_iter().find(|a| a.name == name);
+        if let Some(app) = &app {
+            spinner.set_message(format!("waiting for {name}: {}", app.message));
+            if app.generation >= generation {
+                match app.status {
+                    AppStatus::Running => {
+                        spinner.finish_and_clear();
+                        println!("application {name} running: {}", app.message);
+                        return Ok(());
+                    }
+                    AppStatus::Unschedulable => {
+                        spinner.abandon();
+                        bail!("application {name} is unschedulable: {}", app.message);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            spinner.abandon();
+            let state = app.map_or("not found".to_string(), |a| {
+                format!("{}: {}", a.status, a.message)
+            });
+            bail!("application {name} not running after {timeout:?} ({state})");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+pub async fn delete_app(
+    client: &Client,
+    name: &str,
+    wait: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    match client
+        .request(&Request::DeleteApp {
+            name: name.to_string(),
+        })
+        .await?
+    {
+        Response::Deleted { .. } => println!("application {name} deleted"),
+        other => return Err(unexpected(other)),
+    }
+    if wait {
+        let spinner = progress::spinner(&format!("waiting for {name}'s workloads to stop"));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = match client.request(&Request::GetWorkloads).await? {
+                Response::Workloads { workloads } => {
+                    workloads.iter().filter(|w| w.app == name).count()
+                }
+                other => return Err(unexpected(other)),
+            };
+            if remaining == 0 {
+                spinner.finish_and_clear();
+                break;
+            }
+            if Instant::now() > deadline {
+                spinner.abandon();
+                bail!("{remaining} workloads of {name} still stopping after {timeout:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Resource {
+    Nodes,
+    Apps,
+    Workloads,
+}
+
+pub async fn get(
+    client: &Client,
+    resource: Resource,
+    format: Format,
+    watch: bool,
+) -> anyhow::Result<()> {
+    let mut last = String::new();
+    loop {
+        let request = match resource {
+            Resource::Nodes => Request::GetNodes,
+            Resource::Apps => Request::GetApps,
+            Resource::Workloads => Request::GetWorkloads,
+        };
+        let response = client.request(&request).await?;
+        let rendered = match (&response, format) {
+            (Response::Nodes { nodes }, Format::Table | Format::Wide) => {
+                output::nodes(nodes, format)
+            }
+            (Response::Apps { apps }, Format::Table | Format::Wide) => output::apps(apps, format),
+            (Response::Workloads { workloads }, Format::Table | Format::Wide) => {
+                output::workloads(workloads, format)
+            }
+            (Response::Nodes { nodes }, _) => structured(nodes, format),
+            (Response::Apps { apps }, _) => structured(apps, format),
+            (Response::Workloads { workloads }, _) => structured(workloads, format),
+            _ => return Err(unexpected(response)),
+        };
+        if rendered != last {
+            print!("{rendered}");
+            if !rendered.ends_with('\n') {
+                println!();
+            }
+            last = rendered;
+        }
+        if !watch {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn structured<T: serde::Serialize>(items: &T, format: Format) -> String {
+    match format {
+        Format::Yaml => serde_yaml::to_string(items).expect("serialises"),
+        _ => serde_json::to_string_pretty(items).expect("serialises"),
+    }
+}
+
+pub async fn describe_app(client: &Client, name: &str, format: Format) -> anyhow::Result<()> {
+    let response = client
+        .request(&Request::DescribeApp {
+            name: name.to_string(),
+        })
+        .await?;
+    let Response::App { app } = response else {
+        return Err(unexpected(response));
+    };
+    if !output::structured(&app, format) {
+        print!("{}", output::describe_app(&app));
+    }
+    Ok(())
+}
+
+pub async fn describe_node(client: &Client, name: &str, format: Format) -> anyhow::Result<()> {
+    let response = client
+        .request(&Request::DescribeNode {
+            name: name.to_string(),
+        })
+        .await?;
+    let Response::Node { node } = response else {
+        return Err(unexpected(response));
+    };
+    if !output::structured(&node, format) {
+        print!("{}", output::describe_node(&node));
+    }
+    Ok(())
+}
+
+pub async fn logs(
+    client: &Client,
+    workload: &str,
+    follow: bool,
+    tail: Option<usize>,
+) -> anyhow::Result<()> {
+    agent::Selector::parse(workload).map_err(invalid)?;
+    let prefix = workload.matches('/').count() == 1;
+    let mut responses = client
+        .stream(&Request::Logs {
+            workload: workload.to_string(),
+            follow,
+            tail,
+            local: false,
+        })
+        .await?;
+    while let Some(response) = responses.next().await.context("reading logs")? {
+        match response {
+            Response::Log { line } if line.stream != LogStream::Agent => {
+                if prefix {
+                    println!("[{}] {}", line.workload, line.text);
+                } else {
+                    println!("{}", line.text);
+                }
+            }
+            Response::Log { .. } => {}
+            Response::LogEnd => break,
+            other => return Err(unexpected(other)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! `gossipctl up` and `down`: a development cluster of real agents on loopback.
+//!
+//! Layout of the cluster directory: the CA, admin credentials and `config.yaml` at the top, and
+//! one folder per agent, `node-K/`, holding `certs/`, `data/`, `address`, `gossipd.pid` and
+//! `gossipd.log`. Running `up` again restarts agents that are not running and keeps their data
+//! and addresses.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent::api::{Request, Response};
+use agent::client::Client;
+use anyhow::{Context, anyhow, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::cluster;
+use crate::config::{CONFIG_FILE, Config};
+use crate::progress;
+
+const ZONES: [&str; 3] = ["a", "b", "c"];
+/// How many agents every other agent joins through.
+const SEEDS: usize = 3;
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// An agent that is up answers a ping on loopback in milliseconds.
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn node_dir(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("node-{index}"))
+}
+
+pub async fn up(dir: &Path, nodes: usize) -> anyhow::Result<()> {
+    if nodes == 0 {
+        return Err(crate::failure::invalid("--nodes must be at least 1"));
+    }
+    if !cluster::is_initialized(dir) {
+        cluster::init(dir, "local")?;
+    }
+    let gossipd = gossipd_binary()?;
+    let addresses: Vec<SocketAddr> = (1..=nodes)
+        .map(|index| remembered_or_free_address(&node_dir(dir, index)))
+        .collect::<anyhow::Result<_>>()?;
+    let mut started = 0;
+    for (index, &address) in (1..=nodes).zip(&addresses) {
+        let name = format!("node-{index}");
+        let home = node_dir(dir, index);
+        let certs = cluster::node_certs_dir(dir, &name);
+        if !certs.exists() {
+            cluster::add_node(dir, &name)?;
+        }
+        if running_pid(&home).is_some() {
+            continue;
+        }
+        let agent = Agent {
+            name: &name,
+            home: &home,
+            address,
+            certs: &certs,
+            zone: ZONES[(index - 1) % ZONES.len()],
+            // The first agents are the seeds; each agent keeps asking them until one answers,
+            // so agents can start in any order. Gossip spreads everything else.
+            seeds: addresses
+                .iter()
+                .take(SEEDS + 1)
+                .filter(|a| **a != address)
+                .take(SEEDS)
+                .copied()
+                .collect(),
+        };
+        agent.spawn(&gossipd)?;
+        started += 1;
+    }
+    let config_path = dir.join(CONFIG_FILE);
+    let mut config = Config::load(&config_path)?;
+    config.agents = addresses.clone();
+    config.save(&config_path)?;
+
+    let creds = config.credentials(&config_path)?;
+    let bar = progress::bar(nodes as u64, "waiting for agents to answer");
+    let deadline = Instant::now() + START_TIMEOUT;
+    for (i, address) in addresses.iter().enumerate() {
+        loop {
+            if let Ok(client) =
+                Client::connect_within(std::slice::from_ref(address), &creds, PING_TIMEOUT).await
+                && let Ok(Response::Pong { .. }) = client.request(&Request::Ping).await
+            {
+                // Dropped without waiting for the close to drain: only the answer mattered.
+                drop(client);
+                break;
+            }
+            if Instant::now() > deadline {
+                bar.abandon();
+                bail!(
+                    "node-{} at {address} did not answer within {START_TIMEOUT:?}; see {}",
+                    i + 1,
+                    node_dir(dir, i + 1).join("gossipd.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let config_display = std::path::absolute(&config_path).unwrap_or(config_path);
+    println!(
+        "{nodes} agents up ({started} started, {} already running) in {}",
+        nodes - started,
+        dir.display()
+    );
+    println!(
+        "point the CLI at it with:\n  export GOSSIPCTL_CONFIG={}",
+        config_display.display()
+    );
+    Ok(())
+}
+
+pub fn down(dir: &Path) -> anyhow::Result<()> {
+    let mut homes: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("gossipd.pid").exists())
+        .collect();
+    homes.sort();
+    // Signal every agent first and then wait, so agents leave in parallel.
+    let running: Vec<Pid> = homes.iter().filter_map(|home| running_pid(home)).collect();
+    for &pid in &running {
+        let _ = kill(pid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while running.iter().any(|&pid| is_alive(pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &pid in running.iter().filter(|&&pid| is_alive(pid)) {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    for home in &homes {
+        let _ = std::fs::remove_file(home.join("gossipd.pid"));
+    }
+    let stopped = running.len();
+    println!("{stopped} agents stopped");
+    Ok(())
+}
+
+/// `gossipd` beside this executable (how both are built and installed), else on `PATH`.
+fn gossipd_binary() -> anyhow::Result<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("gossipd")));
+    match beside {
+        Some(path) if path.exists() => Ok(path),
+        _ => Ok(PathBuf::from("gossipd")),
+    }
+}
+
+/// The address this agent had before, so a restarted cluster keeps its config valid.
+fn remembered_or_free_address(home: &Path) -> anyhow::Result<SocketAddr> {
+    let file = home.join("address");
+    if let Ok(text) = std::fs::read_to_string(&file)
+        && let Ok(address) = text.trim().parse()
+    {
+        return Ok(address);
+    }
+    // Let the kernel pick a free UDP port, then hand it to the agent.
+    let address = UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+    std::fs::create_dir_all(home)?;
+    std::fs::write(&file, address.to_string())?;
+    Ok(address)
+}
+
+/// One local agent to start.
+struct Agent<'a> {
+    name: &'a str,
+    home: &'a Path,
+    address: SocketAddr,
+    certs: &'a Path,
+    zone: &'a str,
+    seeds: Vec<SocketAddr>,
+}
+
+impl Agent<'_> {
+    fn spawn(&self, gossipd: &Path) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.join("gossipd.log"))?;
+        let mut command = Command::new(gossipd);
+        command
+            .arg("--name")
+            .arg(self.name)
+            .arg("--data-dir")
+            .arg(self.home.join("data"))
+            .arg("--listen")
+            .arg(self.address.to_string())
+            .arg("--certs")
+            .arg(self.certs)
+            .arg("--label")
+            .arg(format!("zone={}", self.zone));
+        for seed in &self.seeds {
+            command.arg("--join").arg(seed.to_string());
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C in the terminal that ran `up` does not reach it.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| anyhow!("cannot start {}: {e}", gossipd.display()))?;
+        std::fs::write(self.home.join("gossipd.pid"), child.id().to_string())?;
+        Ok(())
+    }
+}
+
+/// The recorded agent pid, if that process is still a running gossipd.
+fn running_pid(home: &Path) -> Option<Pid> {
+    let pid: i32 = std::fs::read_to_string(home.join("gossipd.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_gossipd = cmdline
+        .split(|&b| b == 0)
+        .next()
+        .is_some_and(|argv0| argv0.ends_with(b"gossipd"));
+    let pid = Pid::from_raw(pid);
+    (is_gossipd && is_alive(pid)).then_some(pid)
+}
+
+fn is_alive(pid: Pid) -> bool {
+    // A zombie still answers kill(0); its state in /proc tells it apart.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+    let zombie = state
+        .as_deref()
+        .and_then(|s| s.rsplit_once(')'))
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    kill(pid, None).is_ok() && !zombie
+}

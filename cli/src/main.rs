@@ -1,0 +1,249 @@
+//! `gossipctl`: the operator's command line for a gossipctl cluster.
+
+mod cluster;
+mod commands;
+mod config;
+mod failure;
+mod local;
+mod output;
+mod progress;
+mod simulate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::Resource;
+use crate::output::Format;
+
+/// Where `up`, `down` and `cluster` keep a cluster's files unless told otherwise.
+const DEFAULT_CLUSTER_DIR: &str = ".gossipctl";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gossipctl",
+    version,
+    about = "Drive a gossipctl cluster: deploy OAM applications, inspect nodes and workloads"
+)]
+struct Cli {
+    /// The cluster config (default: $GOSSIPCTL_CONFIG, then the user's config dir).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create cluster credentials.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Start a local development cluster of N agents on loopback.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value = DEFAULT_CLUSTER_DIR)]
+        dir: PathBuf,
+    },
+    /// Stop the local development cluster's agents (their data stays).
+    Down {
+        #[arg(long, default_value = DEFAULT_CLUSTER_DIR)]
+        dir: PathBuf,
+    },
+    /// Check an application file offline.
+    Validate { file: PathBuf },
+    /// Create or update an application.
+    Deploy {
+        file: PathBuf,
+        /// Wait until every replica runs.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Delete an application.
+    Delete {
+        #[command(subcommand)]
+        what: DeleteCommand,
+    },
+    /// List nodes, applications or workloads.
+    Get {
+        resource: Resource,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+        /// Keep printing as things change.
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Show one application in detail.
+    Describe {
+        #[command(subcommand)]
+        what: DescribeCommand,
+    },
+    /// Print a workload's output: APP/COMPONENT/REPLICA, or APP/COMPONENT for all replicas.
+    Logs {
+        workload: String,
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+    /// Run the gossip-learning experiment in one process (Delta Sum vs baselines).
+    Simulate(Box<simulate::SimulateArgs>),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Create the cluster CA, admin credentials and the CLI config in DIR.
+    Init {
+        #[arg(long, default_value = DEFAULT_CLUSTER_DIR)]
+        dir: PathBuf,
+        /// A name for the cluster, written into its CA certificate.
+        #[arg(long, default_value = "gossipctl")]
+        name: String,
+    },
+    /// Issue a node certificate bundle under DIR/NAME/certs.
+    AddNode {
+        name: String,
+        #[arg(long, default_value = DEFAULT_CLUSTER_DIR)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DeleteCommand {
+    App {
+        name: String,
+        /// Wait until its workloads have stopped.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DescribeCommand {
+    App {
+        name: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+    Node {
+        name: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GOSSIPCTL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let outcome = match cli.command {
+        // CPU-bound and offline: no runtime, every core for the learners.
+        Command::Simulate(args) => simulate::simulate(*args),
+        command => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(run(Cli { command, ..cli })),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", failure::describe(&e));
+            ExitCode::from(failure::exit_code(&e))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Cluster(ClusterCommand::Init { dir, name }) => {
+            cluster::init(&dir, &name)?;
+            println!(
+                "cluster credentials written to {}; the CLI config is {}",
+                dir.display(),
+                dir.join(config::CONFIG_FILE).display()
+            );
+        }
+        Command::Cluster(ClusterCommand::AddNode { name, dir }) => {
+            let certs = cluster::add_node(&dir, &name)?;
+            println!(
+                "node bundle written to {}; start the agent with: gossipd --name {name} --certs {} --data-dir DATA --listen ADDR",
+                certs.display(),
+                certs.display()
+            );
+        }
+        Command::Up { nodes, dir } => local::up(&dir, nodes).await?,
+        Command::Down { dir } => local::down(&dir)?,
+        Command::Validate { file } => commands::validate(&file)?,
+        Command::Deploy {
+            file,
+            wait,
+            timeout,
+        } => {
+            // Bad input fails before any connection is attempted, and changes nothing.
+            commands::load_application(&file)?;
+            let client = commands::connect(config).await?;
+            commands::deploy(&client, &file, wait, timeout).await?;
+            client.close().await;
+        }
+        Command::Delete {
+            what:
+                DeleteCommand::App {
+                    name,
+                    wait,
+                    timeout,
+                },
+        } => {
+            let client = commands::connect(config).await?;
+            commands::delete_app(&client, &name, wait, timeout).await?;
+            client.close().await;
+        }
+        Command::Get {
+            resource,
+            output,
+            watch,
+        } => {
+            let client = commands::connect(config).await?;
+            commands::get(&client, resource, output, watch).await?;
+            client.close().await;
+        }
+        Command::Describe { what } => {
+            let client = commands::connect(config).await?;
+            match what {
+                DescribeCommand::App { name, output } => {
+                    commands::describe_app(&client, &name, output).await?
+                }
+                DescribeCommand::Node { name, output } => {
+                    commands::describe_node(&client, &name, output).await?
+                }
+            }
+            client.close().await;
+        }
+        Command::Logs {
+            workload,
+            follow,
+            tail,
+        } => {
+            agent::Selector::parse(&workload).map_err(failure::invalid)?;
+            let client = commands::connect(config).await?;
+            commands::logs(&client, &workload, follow, tail).await?;
+            client.close().await;
+        }
+        Command::Simulate(_) => unreachable!("simulate runs without the async runtime"),
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Rendering for people (tables) and for programs (`-o json|yaml`, stable field names).
+
+use agent::api::{AppDetail, AppView, NodeDetail, NodeView, WorkloadView};
+use clap::ValueEnum;
+use serde::Serialize;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+/// Prints `items` as JSON or YAML, or returns `false` for the table formats.
+pub fn structured<T: Serialize>(items: &T, format: Format) -> bool {
+    match format {
+        Format::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(items).expect("serialises")
+            );
+            true
+        }
+        Format::Yaml => {
+            print!("{}", serde_yaml::to_string(items).expect("serialises"));
+            true
+        }
+        Format::Table | Format::Wide => false,
+    }
+}
+
+fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut builder = Builder::default();
+    builder.push_record(header.iter().copied());
+    for row in rows {
+        builder.push_record(row);
+    }
+    let mut table = builder.build();
+    table.with(Style::blank());
+    table.to_string()
+}
+
+pub fn apps(apps: &[AppView], format: Format) -> String {
+    let mut header = vec!["NAME", "COMPONENTS", "STATUS", "MESSAGE"];
+    if format == Format::Wide {
+        header.push("GENERATION");
+    }
+    table(
+        &header,
+        apps.iter().map(|a| {
+            let mut row = vec![
+                a.name.clone(),
+                a.components.to_string(),
+                a.status.to_string(),
+                a.message.clone(),
+            ];
+            if format == Format::Wide {
+                row.push(a.generation.to_string());
+            }
+            row
+        }),
+    )
+}
+
+pub fn workloads(workloads: &[WorkloadView], format: Format) -> String {
+    let mut header = vec!["ID", "TYPE", "NODE", "STATE", "RESTARTS", "MESSAGE"];
+    if format == Format::Wide {
+        header.push("PID");
+    }
+    table(
+        &header,
+        workloads.iter().map(|w| {
+            let mut row = vec![
+                w.id.clone(),
+                w.kind.clone(),
+                w.node.clone(),
+                w.state.to_string(),
+                w.restarts.to_string(),
+                w.message.clone(),
+            ];
+            if format == Format::Wide {
+                row.push(w.pid.map_or(String::new(), |p| p.to_string()));
+            }
+            row
+        }),
+    )
+}
+
+pub fn nodes(nodes: &[NodeView], format: Format) -> String {
+    let mut header = vec![
+        "NAME",
+        "STATE",
+        "ADDRESS",
+        "LABELS",
+        "CPU",
+        "MEMORY",
+        "WORKLOADS",
+    ];
+    if format == Format::Wide {
+        header.extend(["RUNTIMES", "VERSION"]);
+    }
+    table(
+        &header,
+        nodes.iter().map(|n| {
+            let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut row = vec![
+                n.name.clone(),
+                n.state.to_string(),
+                n.address.clone(),
+                labels.join(","),
+                format!("{}", n.capacity.cpu_millis as f64 / 1000.0),
+                bytes(n.capacity.memory_bytes),
+                n.workloads.to_string(),
+            ];
+            if format == Format::Wide {
+                row.extend([n.runtimes.join(","), n.version.clone()]);
+            }
+            row
+        }),
+    )
+}
+
+pub fn describe_app(app: &AppDetail) -> String {
+    let summary = &app.summary;
+    let mut out = format!(
+        "Name:        {}\nStatus:      {}\nMessage:     {}\nGeneration:  {}\n\nComponents:\n",
+        summary.name, summary.status, summary.message, summary.generation
+    );
+    out += &indent(&table(
+        &[
+            "NAME",
+            "TYPE",
+            "REPLICAS",
+            "UP",
+            "DEPENDS ON",
+            "UNSCHEDULABLE",
+        ],
+        app.components.iter().map(|c| {
+            vec![
+                c.name.clone(),
+                c.kind.clone(),
+                c.replicas.to_string(),
+                c.running.to_string(),
+                c.depends_on.join(","),
+                c.unschedulable.clone().unwrap_or_default(),
+            ]
+        }),
+    ));
+    out += "\nWorkloads:\n";
+    out += &indent(&workloads(&app.workloads, Format::Wide));
+    out
+}
+
+pub fn describe_node(node: &NodeDetail) -> String {
+    let mut out = String::from("Node:\n");
+    out += &indent(&nodes(std::slice::from_ref(&node.summary), Format::Wide));
+    out += "\nWorkloads:\n";
+    out += &indent(&workloads(&node.workloads, Format::Wide));
+    out
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}

@@ -1,0 +1,319 @@
+//! The learner node as a sans-IO state machine: it is told when a local epoch ended and when a
+//! message arrived, and it answers with the message to publish and, at window boundaries, the
+//! weights to continue from. Training, transport and clocks live outside, so the simulator and
+//! the real workload drive the very same code.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::aggregate::{AggregationInput, Aggregator, Method, SenderWindow};
+use crate::gossip::LatestMessages;
+use crate::message::{ModelMessage, SenderId};
+
+/// A node's fixed parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub id: SenderId,
+    pub method: Method,
+    /// Aggregate every `window` local epochs (and at the last one).
+    pub window: u64,
+    /// Local epochs in the whole run.
+    pub epochs: u64,
+}
+
+/// What happened to a received message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    /// Newer than anything seen from its sender: it counts in the current window.
+    Accepted,
+    /// Not newer than the last message processed from its sender (a duplicate or a straggler).
+    Stale,
+    /// This node's own message coming back through gossip.
+    Own,
+}
+
+/// The result of a window closing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregation {
+    pub weights: Vec<f32>,
+    /// How many senders (this node included) the window heard from.
+    pub senders_heard: usize,
+}
+
+#[derive(Debug, Clone)]
+struct WindowEntry {
+    first: Arc<ModelMessage>,
+    last: Arc<ModelMessage>,
+}
+
+/// One learner's gossip state.
+#[derive(Debug)]
+pub struct LearnerNode {
+    config: NodeConfig,
+    aggregator: Box<dyn Aggregator>,
+    layout: Vec<usize>,
+    epoch: u64,
+    last_seen: BTreeMap<SenderId, u64>,
+    /// Senders heard in the current window, in the order first heard.
+    window: Vec<(SenderId, WindowEntry)>,
+    /// The local epoch at which each sender's latest message was taken in, for fair intake.
+    taken_at: BTreeMap<SenderId, u64>,
+}
+
+impl LearnerNode {
+    pub fn new(config: NodeConfig, layout: Vec<usize>) -> Self {
+        assert!(config.window > 0, "a window of at least one epoch");
+        Self {
+            aggregator: config.method.aggregator(),
+            config,
+            layout,
+            epoch: 0,
+            last_seen: BTreeMap::new(),
+            window: Vec::new(),
+            taken_at: BTreeMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Local epochs completed.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.epoch >= self.config.epochs
+    }
+
+    /// Senders heard so far in the open window.
+    pub fn senders_in_window(&self) -> usize {
+        self.window.len()
+    }
+
+    /// Records a finished local epoch that took the weights from `before` to `after`, and returns
+    /// the message to publish (already counted in this node's own window).
+    pub fn end_epoch(&mut self, before: &[f32], after: &[f32]) -> Arc<ModelMessage> {
+        self.epoch += 1;
+        let message = Arc::new(ModelMessage::from_epoch(
+            self.config.id,
+            self.epoch,
+            before,
+            after,
+        ));
+        self.record(message.clone());
+        message
+    }
+
+    /// Takes in a peer's message.
+    pub fn receive(&mut self, message: Arc<ModelMessage>) -> Receipt {
+        if message.sender == self.config.id {
+            return Receipt::Own;
+        }
+        if self
+            .last_seen
+            .get(&message.sender)
+            .is_some_and(|&seen| message.timestamp <= seen)
+        {
+            return Receipt::Stale;
+        }
+        self.record(message);
+        Receipt::Accepted
+    }
+
+    /// Takes in up to `limit` messages from `store` that are newer than what this node has
+    /// processed (all of them when `limit` is `None`), senders waited on longest first; returns
+    /// how many were accepted.
+    ///
+    /// The limit models a learner that digests a bounded number of peer models per epoch, as
+    /// the reference implementation's learner did (one per epoch). It matters for Delta Sum:
+    /// the rule *sums* the deltas of every sender heard in a window, so hearing all N senders
+    /// scales the step with N.
+    pub fn take_in(&mut self, store: &LatestMessages, limit: Option<usize>) -> usize {
+        let mut pending: Vec<&Arc<ModelMessage>> = store
+            .messages()
+            .filter(|m| m.sender != self.config.id)
+            .filter(|m| {
+                self.last_seen
+                    .get(&m.sender)
+                    .is_none_or(|&seen| m.timestamp > seen)
+            })
+            .collect();
+        pending.sort_by_key(|m| (self.taken_at.get(&m.sender).copied(), m.sender));
+        pending.truncate(limit.unwrap_or(usize::MAX));
+        let chosen: Vec<Arc<ModelMessage>> = pending.into_iter().cloned().collect();
+        let mut accepted = 0;
+        for message in chosen {
+            self.taken_at.insert(message.sender, self.epoch);
+            if self.receive(message) == Receipt::Accepted {
+                accepted += 1;
+            }
+        }
+        accepted
+    }
+
+    /// Whether the epoch just ended closes a window.
+    pub fn aggregation_due(&self) -> bool {
+        self.epoch > 0
+            && (self.epoch.is_multiple_of(self.config.window) || self.epoch == self.config.epochs)
+    }
+
+    /// Closes the window if one is due: aggregates over what it heard, then clears it.
+    pub fn aggregate_if_due(&mut self, own_weights: &[f32]) -> Option<Aggregation> {
+        if !self.aggregation_due() || self.window.is_empty() {
+            return None;
+        }
+        let windows: Vec<SenderWindow<'_>> = self
+            .window
+            .iter()
+            .map(|(_, entry)| SenderWindow::new(&entry.first, &entry.last))
+            .collect();
+        let input = AggregationInput {
+            own_id: self.config.id,
+            own_weights,
+            senders: &windows,
+            epoch: self.epoch,
+            layout: &self.layout,
+        };
+        let weights = self.aggregator.aggregate(&input);
+        let senders_heard = self.window.len();
+        self.window.clear();
+        Some(Aggregation {
+            weights,
+            senders_heard,
+        })
+    }
+
+    /// Bytes one message occupies on the wire under this node's rule.
+    pub fn message_bytes(&self, params: usize) -> u64 {
+        crate::message::HEADER_BYTES + self.aggregator.tensors_per_message() * params as u64 * 4
+    }
+
+    fn record(&mut self, message: Arc<ModelMessage>) {
+        self.last_seen.insert(message.sender, message.timestamp);
+        match self.window.iter_mut().find(|(id, _)| *id == message.sender) {
+            Some((_, entry)) => entry.last = message,
+            None => self.window.push((
+                message.sender,
+                WindowEntry {
+                    first: message.clone(),
+                    last: message,
+                },
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(method: Method) -> LearnerNode {
+        LearnerNode::new(
+            NodeConfig {
+                id: 0,
+                method,
+                window: 3,
+                epochs: 7,
+            },
+            vec![2],
+        )
+    }
+
+    fn peer(
+        sender: SenderId,
+        timestamp: u64,
+        base: [f32; 2],
+        delta: [f32; 2],
+    ) -> Arc<ModelMessage> {
+        Arc::new(ModelMessage {
+            sender,
+            timestamp,
+            base: Arc::from(&base[..]),
+            delta: Arc::from(&delta[..]),
+        })
+    }
+
+    #[test]
+    fn duplicates_stale_and_own_messages_are_ignored() {
+        let mut node = node(Method::Average);
+        assert_eq!(
+            node.receive(peer(1, 5, [0.0; 2], [0.0; 2])),
+            Receipt::Accepted
+        );
+        assert_eq!(node.receive(peer(1, 5, [0.0; 2], [0.0; 2])), Receipt::Stale);
+        assert_eq!(node.receive(peer(1, 4, [0.0; 2], [0.0; 2])), Receipt::Stale);
+        assert_eq!(node.receive(peer(0, 99, [0.0; 2], [0.0; 2])), Receipt::Own);
+        assert_eq!(
+            node.receive(peer(1, 6, [0.0; 2], [0.0; 2])),
+            Receipt::Accepted
+        );
+        assert_eq!(node.senders_in_window(), 1);
+    }
+
+    #[test]
+    fn aggregates_every_window_epochs_and_at_the_last_epoch() {
+        let mut node = node(Method::Average);
+        let mut due = Vec::new();
+        for _ in 0..7 {
+            node.end_epoch(&[0.0, 0.0], &[1.0, 1.0]);
+            if node.aggregate_if_due(&[1.0, 1.0]).is_some() {
+                due.push(node.epoch());
+            }
+        }
+        assert_eq!(due, vec![3, 6, 7]);
+        assert!(node.is_finished());
+    }
+
+    #[test]
+    fn a_window_uses_the_first_and_last_message_per_sender_then_clears() {
+        let mut node = node(Method::DeltaSum);
+        node.end_epoch(&[0.0, 0.0], &[0.0, 0.0]);
+        node.receive(peer(1, 1, [2.0, 2.0], [1.0, 0.0]));
+        node.end_epoch(&[0.0, 0.0], &[0.0, 0.0]);
+        node.receive(peer(1, 2, [3.0, 2.0], [0.0, 1.0]));
+        node.receive(peer(2, 2, [4.0, 4.0], [0.0, 0.0]));
+        node.end_epoch(&[0.0, 0.0], &[0.0, 0.0]);
+        let result = node
+            .aggregate_if_due(&[0.0, 0.0])
+            .expect("epoch 3 closes the window");
+        assert_eq!(result.senders_heard, 3);
+        // bases of first messages: [0,0], [2,2], [4,4] -> mean [2,2]. Deltas: own 0; node 1:
+        // ([3,2] - [2,2]) + [0,1] = [1,1]; node 2: 0. lambda(3) = 0.153.
+        let expected = [2.0 + 0.153, 2.0 + 0.153];
+        for (got, want) in result.weights.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-5, "{:?}", result.weights);
+        }
+        assert_eq!(node.senders_in_window(), 0);
+        assert_eq!(node.receive(peer(1, 2, [0.0; 2], [0.0; 2])), Receipt::Stale);
+    }
+
+    #[test]
+    fn intake_takes_the_longest_waiting_senders_first_up_to_the_limit() {
+        let mut node = node(Method::DeltaSum);
+        let mut store = LatestMessages::default();
+        for sender in [1, 2, 3] {
+            store.offer(peer(sender, 1, [0.0; 2], [0.0; 2]));
+        }
+        store.offer(peer(0, 1, [0.0; 2], [0.0; 2]));
+        assert_eq!(node.take_in(&store, Some(1)), 1); // sender 1 (never taken, lowest id)
+        node.end_epoch(&[0.0; 2], &[0.0; 2]);
+        assert_eq!(node.take_in(&store, Some(1)), 1); // sender 2
+        for sender in [1, 2, 3] {
+            store.offer(peer(sender, 2, [0.0; 2], [0.0; 2]));
+        }
+        node.end_epoch(&[0.0; 2], &[0.0; 2]);
+        // Sender 3 never taken comes before 1 and 2, which were.
+        assert_eq!(node.take_in(&store, Some(1)), 1);
+        assert_eq!(node.last_seen.get(&3), Some(&2));
+        assert_eq!(node.take_in(&store, None), 2);
+        assert_eq!(node.take_in(&store, None), 0, "nothing newer left");
+    }
+
+    #[test]
+    fn message_size_depends_on_the_rule() {
+        assert_eq!(node(Method::DeltaSum).message_bytes(10), 16 + 80);
+        assert_eq!(node(Method::Average).message_bytes(10), 16 + 40);
+    }
+}

@@ -1,0 +1,27 @@
+//! The pure core of gossipctl: the OAM application model, and the parser that validates a
+//! document into it. No file or network I/O happens here.
+
+pub mod model;
+pub mod parse;
+pub mod plan;
+#[cfg(test)]
+mod plan_properties;
+pub mod state;
+
+mod components;
+mod diagnostics;
+mod emit;
+mod graph;
+mod json;
+mod names;
+mod path;
+mod positions;
+mod quantity;
+mod raw;
+mod references;
+mod render;
+mod traits;
+mod workloads;
+
+pub use model::*;
+pub use parse::{Diagnostic, Diagnostics, MAX_DOCUMENT_BYTES, parse_application};

@@ -1,0 +1,304 @@
+//! The OAM document as written: serde shapes for KubeVela's `core.oam.dev/v1beta1` vocabulary.
+//!
+//! These types only decide what is well typed; what is meaningful is decided by the validator.
+//! Every struct denies unknown fields, so a typo is reported instead of silently ignored.
+//! Fields are optional wherever the validator can say something more helpful about a missing
+//! field than serde can, and every nested mapping (a component, a trait, an env entry) stays a
+//! [`Value`] here and is decoded on its own, so one mistake does not hide the others.
+
+use std::collections::BTreeMap;
+
+use serde::de::{DeserializeOwned, Error as _, IgnoredAny, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_yaml::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "an OAM Application: a mapping with apiVersion, kind, metadata and spec"
+)]
+pub(crate) struct RawApplication {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub metadata: Option<Value>,
+    pub spec: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "metadata: a mapping with name (and optionally namespace, labels, annotations)"
+)]
+pub(crate) struct RawMetadata {
+    pub name: Option<String>,
+    /// Accepted so that manifests written for KubeVela load unchanged; gossipctl has no use for
+    /// namespaces, labels or annotations.
+    #[serde(rename = "namespace")]
+    pub _namespace: Option<IgnoredAny>,
+    #[serde(rename = "labels")]
+    pub _labels: Option<IgnoredAny>,
+    #[serde(rename = "annotations")]
+    pub _annotations: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "spec: a mapping with components (and optionally policies)"
+)]
+pub(crate) struct RawSpec {
+    pub components: Option<Vec<Value>>,
+    pub policies: Option<Vec<Value>>,
+    /// Known to KubeVela, refused here with a message of its own rather than as a typo.
+    pub workflow: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a component: a mapping with name, type, properties, traits and dependsOn"
+)]
+pub(crate) struct RawComponent {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub properties: Option<Value>,
+    pub traits: Option<Vec<Value>>,
+    pub depends_on: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a trait: a mapping with type and properties"
+)]
+pub(crate) struct RawTrait {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub properties: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a policy: a mapping with name, type and properties"
+)]
+pub(crate) struct RawPolicy {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub properties: Option<Value>,
+}
+
+/// `type: process` properties.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "process properties: a mapping with command, env, workingDir and restart"
+)]
+pub(crate) struct RawProcess {
+    pub command: Option<Vec<String>>,
+    pub env: Option<Vec<Value>>,
+    pub working_dir: Option<String>,
+    pub restart: Option<String>,
+}
+
+/// `type: webservice | worker` properties, as in KubeVela's webservice definition.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "container properties: a mapping with image, cmd, args, env, port, ports, cpu, memory and restart"
+)]
+pub(crate) struct RawContainer {
+    pub image: Option<String>,
+    pub cmd: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
+    pub env: Option<Vec<Value>>,
+    pub port: Option<i64>,
+    pub ports: Option<Vec<Value>>,
+    /// Numbers or strings (`0.5`, `"500m"`), hence untyped.
+    pub cpu: Option<Value>,
+    pub memory: Option<Value>,
+    pub restart: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an environment variable: a mapping with name and value"
+)]
+pub(crate) struct RawEnvVar {
+    pub name: String,
+    /// Untyped so that `value: 8080` can be refused with advice instead of serde's type error.
+    pub value: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a port: a mapping with port, expose and hostPort"
+)]
+pub(crate) struct RawPort {
+    pub port: i64,
+    pub expose: Option<bool>,
+    pub host_port: Option<i64>,
+}
+
+/// `scaler` trait properties.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "scaler properties: a mapping with replicas"
+)]
+pub(crate) struct RawScaler {
+    pub replicas: Option<i64>,
+}
+
+/// `affinity` trait properties.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "affinity properties: a mapping with nodeAffinity, nodeSelector, podAffinity and podAntiAffinity"
+)]
+pub(crate) struct RawAffinity {
+    pub node_affinity: Option<Value>,
+    pub node_selector: Option<BTreeMap<String, String>>,
+    pub pod_affinity: Option<Value>,
+    pub pod_anti_affinity: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "nodeAffinity: a mapping with required and preferred"
+)]
+pub(crate) struct RawNodeAffinity {
+    pub required: Option<Value>,
+    pub preferred: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a node selector: a mapping with nodeSelectorTerms"
+)]
+pub(crate) struct RawNodeSelector {
+    pub node_selector_terms: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a node selector term: a mapping with matchExpressions"
+)]
+pub(crate) struct RawSelectorTerm {
+    pub match_expressions: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a match expression: a mapping with key, operator and values"
+)]
+pub(crate) struct RawMatchExpression {
+    pub key: String,
+    pub operator: String,
+    pub values: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a preferred term: a mapping with weight and preference"
+)]
+pub(crate) struct RawPreferredTerm {
+    pub weight: i64,
+    pub preference: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with components (a list of component names)"
+)]
+pub(crate) struct RawComponentList {
+    pub components: Vec<String>,
+}
+
+/// `spread` trait properties, and one constraint of `topologyspreadconstraints`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "spread properties: a mapping with topologyKey and maxSkew"
+)]
+pub(crate) struct RawSpread {
+    pub topology_key: Option<String>,
+    pub max_skew: Option<i64>,
+}
+
+/// `topologyspreadconstraints` trait properties.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "topologyspreadconstraints properties: a mapping with constraints"
+)]
+pub(crate) struct RawTopologySpread {
+    pub constraints: Vec<Value>,
+}
+
+/// `resource` trait properties.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "resource properties: a mapping with cpu and memory"
+)]
+pub(crate) struct RawResource {
+    pub cpu: Option<Value>,
+    pub memory: Option<Value>,
+}
+
+/// The field names serde's derive gave `T`, learnt by letting `T` start deserializing from a
+/// deserializer that only records what it is asked for. This lets the validator report every
+/// unknown field of a mapping, not just the first one serde stops at, from the single source of
+/// truth that is the struct definition.
+pub(crate) fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut fields: &'static [&'static str] = &[];
+    // The recorder always fails once it has what it needs; the error carries nothing.
+    let _ = T::deserialize(FieldRecorder(&mut fields));
+    fields
+}
+
+struct FieldRecorder<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> Deserializer<'de> for FieldRecorder<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(Self::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(Self::Error::custom("fields recorded"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}

@@ -1,0 +1,221 @@
+//! A last-writer-wins map: every key holds the entry with the highest version ever written for
+//! it, deletions included.
+//!
+//! Keeping the highest version per key is a join-semilattice, so merges commute, associate and
+//! are idempotent, and replicas converge however gossip reorders or repeats messages.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry as Slot;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::hlc::Timestamp;
+
+/// One key's state: the value written at `version`, or `None` when that write was a delete.
+///
+/// Deletes are kept as tombstones rather than removing the key, because a replica that has not
+/// yet seen the delete would otherwise gossip its older value back and resurrect the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry<V> {
+    pub version: Timestamp,
+    pub value: Option<V>,
+}
+
+impl<V> Entry<V> {
+    pub fn live(value: V, version: Timestamp) -> Self {
+        Self {
+            version,
+            value: Some(value),
+        }
+    }
+
+    pub fn tombstone(version: Timestamp) -> Self {
+        Self {
+            version,
+            value: None,
+        }
+    }
+
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+}
+
+/// Replicated map from names to versioned values. Serializes as a plain JSON object of
+/// entries, so the on-disk and on-wire forms are the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LwwMap<V> {
+    entries: BTreeMap<String, Entry<V>>,
+}
+
+/// Written by hand so that an empty map exists for any `V`, not only for `V: Default`.
+impl<V> Default for LwwMap<V> {
+    fn default() -> Self {
+        Self {
+            entries: BTreeMap::new(),
+        }
+    }
+}
+
+impl<V> LwwMap<V> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The live value for `key`; a deleted key reads as absent.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.entries.get(key)?.value.as_ref()
+    }
+
+    /// The stored entry for `key`, tombstones included, for replication rather than reading.
+    pub fn entry(&self, key: &str) -> Option<&Entry<V>> {
+        self.entries.get(key)
+    }
+
+    /// Live values in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.entries
+            .iter()
+            .filter_map(|(key, entry)| Some((key, entry.value.as_ref()?)))
+    }
+
+    /// Every stored entry in key order, tombstones included.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry<V>)> {
+        self.entries.iter()
+    }
+
+    /// The number of live values. Counted on each call rather than cached, so that no cached
+    /// figure can disagree with a deserialized or merged map.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// The highest version stored. A restarting agent feeds it to `Clock::observe`, so that
+    /// its first new write is not older than what it wrote before the restart.
+    pub fn newest_version(&self) -> Option<&Timestamp> {
+        self.entries.values().map(|entry| &entry.version).max()
+    }
+
+    /// Removes tombstones whose version is older than `before_wall_ms`, returning how many.
+    ///
+    /// Tombstones would otherwise accumulate forever. The price: a replica partitioned for
+    /// longer than the expiry age can still hold a value older than the delete, and once the
+    /// tombstone is gone nothing outranks that value, so gossip resurrects the deleted key.
+    /// Choose the age well above the longest partition you intend to tolerate. Expiry goes by
+    /// the tombstone's own version rather than by when this replica received it, so every
+    /// replica drops it at about the same moment instead of gossiping it back to the others.
+    pub fn expire_tombstones(&mut self, before_wall_ms: u64) -> usize {
+        let stored = self.entries.len();
+        self.entries
+            .retain(|_, entry| !(entry.is_tombstone() && entry.version.wall_ms < before_wall_ms));
+        stored - self.entries.len()
+    }
+}
+
+impl<V: Clone + PartialEq + Serialize> LwwMap<V> {
+    /// Writes `value` at `version`, which the caller takes fresh from its `Clock::tick`.
+    ///
+    /// A local write follows the same rule as a remote one: were a stale `version` to win
+    /// here, this replica would disagree with every other replica forever. Returns whether
+    /// the stored entry changed, i.e. whether there is something new to gossip.
+    pub fn put(&mut self, key: impl Into<String>, value: V, version: Timestamp) -> bool {
+        self.merge_entry(key.into(), Entry::live(value, version))
+    }
+
+    /// Deletes `key` at `version`, leaving a tombstone. A tombstone is recorded even for a key
+    /// this replica never saw, since another replica may still hold an older value for it.
+    pub fn delete(&mut self, key: &str, version: Timestamp) -> bool {
+        self.merge_entry(key.to_owned(), Entry::tombstone(version))
+    }
+
+    /// Merges one remote entry: the higher version wins. Returns whether the stored entry
+    /// changed.
+    ///
+    /// Equal versions with different entries mean one writer issued a timestamp twice, which
+    /// a correct `Clock` never does. Such a conflict is still settled the same way on every
+    /// replica: a tombstone beats a value, and between two values the one whose canonical JSON
+    /// (object keys sorted) is bytewise larger wins, a value that fails to serialize losing.
+    /// Values whose serialization is itself unstable (a `HashSet`'s order) can still settle
+    /// differently on different replicas; nothing short of `V: Ord` would rule that out.
+    pub fn merge_entry(&mut self, key: String, entry: Entry<V>) -> bool {
+        match self.entries.entry(key) {
+            Slot::Vacant(slot) => {
+                slot.insert(entry);
+                true
+            }
+            Slot::Occupied(mut slot) => {
+                let replaces = supersedes(&entry, slot.get());
+                if replaces {
+                    slot.insert(entry);
+                }
+                replaces
+            }
+        }
+    }
+
+    /// Merges every entry of `other`, cloning only the ones that win. Returns whether anything
+    /// changed.
+    pub fn merge(&mut self, other: &LwwMap<V>) -> bool {
+        let mut changed = false;
+        for (key, incoming) in &other.entries {
+            let replaces = self
+                .entries
+                .get(key)
+                .is_none_or(|current| supersedes(incoming, current));
+            if replaces {
+                self.entries.insert(key.clone(), incoming.clone());
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+/// Whether `incoming` should replace `current`: a total order on entries in which only equal
+/// (or indistinguishable) entries tie, which is what makes merging order-independent.
+fn supersedes<V: PartialEq + Serialize>(incoming: &Entry<V>, current: &Entry<V>) -> bool {
+    match incoming.version.cmp(&current.version) {
+        Ordering::Greater => true,
+        Ordering::Less => false,
+        Ordering::Equal if incoming == current => false,
+        Ordering::Equal => match (&incoming.value, &current.value) {
+            (None, _) => current.value.is_some(),
+            (Some(_), None) => false,
+            (Some(incoming), Some(current)) => canonical_json(incoming) > canonical_json(current),
+        },
+    }
+}
+
+/// Bytes that depend only on the value, not on a `HashMap`'s iteration order or on whether
+/// serde_json preserves insertion order; `None` (which sorts first) when it cannot be encoded.
+fn canonical_json<V: Serialize>(value: &V) -> Option<Vec<u8>> {
+    let value = serde_json::to_value(value).ok()?;
+    serde_json::to_vec(&with_sorted_keys(value)).ok()
+}
+
+fn with_sorted_keys(value: Value) -> Value {
+    match value {
+        Value::Object(fields) => {
+            let mut fields: Vec<(String, Value)> = fields.into_iter().collect();
+            fields.sort_by(|(left, _), (right, _)| left.cmp(right));
+            Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(name, value)| (name, with_sorted_keys(value)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(with_sorted_keys).collect()),
+        scalar => scalar,
+    }
+}
+
+#[cfg(test)]
+mod tests;

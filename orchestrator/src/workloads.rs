@@ -1,0 +1,379 @@
+//! Component `properties`, by component type: what each replica runs.
+
+use std::collections::HashMap;
+
+use serde_yaml::Value;
+
+use crate::diagnostics::Report;
+use crate::json::to_json_object;
+use crate::model::{
+    ContainerSpec, EnvVar, LearnerSpec, PortSpec, ProcessSpec, RestartPolicy, Workload,
+};
+use crate::names::{check_env_var_name, check_no_nul};
+use crate::path::FieldPath;
+use crate::quantity::{parse_cpu, parse_memory};
+use crate::raw::{RawContainer, RawEnvVar, RawPort, RawProcess};
+
+/// The component types this orchestrator can run, in the order error messages list them.
+pub(crate) const COMPONENT_TYPES: [&str; 4] = ["process", "webservice", "worker", "learner"];
+
+/// A component's properties, decoded, plus the resources a container asked for in its own
+/// properties (which the component merges with the `resource` trait).
+pub(crate) struct DecodedWorkload {
+    /// `None` when the properties do not describe a runnable workload; the reasons are reported.
+    pub workload: Option<Workload>,
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
+
+impl DecodedWorkload {
+    fn without_resources(workload: Option<Workload>) -> Self {
+        DecodedWorkload {
+            workload,
+            cpu_millis: None,
+            memory_bytes: None,
+        }
+    }
+}
+
+/// Decodes the `properties` of the component at `component_path`, whose type is `kind`.
+pub(crate) fn decode_workload(
+    kind: &str,
+    properties: Option<Value>,
+    component_path: &FieldPath,
+    report: &mut Report,
+) -> DecodedWorkload {
+    let path = &component_path.key("properties");
+    // `properties:` with nothing after it is the same as no properties at all.
+    let properties = match properties {
+        None | Some(Value::Null) => Value::Mapping(Default::default()),
+        Some(properties) => properties,
+    };
+    match kind {
+        "process" => DecodedWorkload::without_resources(
+            decode_process(properties, path, report).map(Workload::Process),
+        ),
+        "webservice" => decode_container(properties, path, report, true, Workload::Webservice),
+        "worker" => decode_container(properties, path, report, false, Workload::Worker),
+        "learner" => DecodedWorkload::without_resources(
+            to_json_object(Some(properties), path, report)
+                .map(|properties| Workload::Learner(LearnerSpec { properties })),
+        ),
+        other => {
+            report.error(
+                &component_path.key("type"),
+                format!(
+                    "unknown component type {other:?}; expected one of {}",
+                    COMPONENT_TYPES.join(", ")
+                ),
+            );
+            DecodedWorkload::without_resources(None)
+        }
+    }
+}
+
+fn decode_process(properties: Value, path: &FieldPath, report: &mut Report) -> Option<ProcessSpec> {
+    let raw: RawProcess = report.decode(properties, path)?;
+    let command = match raw.command {
+        None => {
+            report.error(
+                &path.key("command"),
+                "missing command; a process needs the program to run and its arguments, \
+                 e.g. command: [\"sleep\", \"60\"]",
+            );
+            None
+        }
+        Some(command) => check_command(command, &path.key("command"), report),
+    };
+    let env = decode_env(raw.env, &path.key("env"), report);
+    if let Some(working_dir) = &raw.working_dir {
+        let dir_path = path.key("workingDir");
+        if working_dir.is_empty() {
+            report.error(
+                &dir_path,
+                "workingDir is empty; leave it out to use the agent's",
+            );
+        } else {
+            report.check(&dir_path, check_no_nul("workingDir", working_dir));
+        }
+    }
+    let restart = decode_restart(raw.restart, &path.key("restart"), report);
+    Some(ProcessSpec {
+        command: command?,
+        env,
+        working_dir: raw.working_dir,
+        restart: restart?,
+    })
+}
+
+fn check_command(
+    command: Vec<String>,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<Vec<String>> {
+    match command.first() {
+        None => {
+            report.error(
+                path,
+                "command is empty; expected the program to run, then its arguments",
+            );
+            return None;
+        }
+        Some(program) if program.is_empty() => {
+            report.error(&path.index(0), "the program name is empty");
+        }
+        Some(_) => {}
+    }
+    check_strings(&command, path, "argument", report);
+    Some(command)
+}
+
+/// Decodes container properties into the workload `wrap` makes of them. `single_port_exposed`
+/// says whether the `port` shorthand publishes the port (it does for a webservice).
+fn decode_container(
+    properties: Value,
+    path: &FieldPath,
+    report: &mut Report,
+    single_port_exposed: bool,
+    wrap: fn(ContainerSpec) -> Workload,
+) -> DecodedWorkload {
+    let Some(raw) = report.decode::<RawContainer>(properties, path) else {
+        return DecodedWorkload::without_resources(None);
+    };
+    let image = match raw.image {
+        None => {
+            report.error(
+                &path.key("image"),
+                "missing image; a container needs an image such as \"nginx:1.27\"",
+            );
+            None
+        }
+        Some(image) if image.is_empty() || image.chars().any(char::is_whitespace) => {
+            report.error(
+                &path.key("image"),
+                format!(
+                    "invalid image {image:?}; expected an image reference such as \"nginx:1.27\""
+                ),
+            );
+            None
+        }
+        Some(image) => Some(image),
+    };
+    let cmd = raw.cmd.unwrap_or_default();
+    check_strings(&cmd, &path.key("cmd"), "cmd entry", report);
+    let args = raw.args.unwrap_or_default();
+    check_strings(&args, &path.key("args"), "argument", report);
+    let env = decode_env(raw.env, &path.key("env"), report);
+    let ports = match (raw.port, raw.ports) {
+        (Some(_), Some(_)) => {
+            report.error(&path.key("port"), "set either port or ports, not both");
+            Vec::new()
+        }
+        (Some(port), None) => check_port_number(port, &path.key("port"), report)
+            .map(|port| PortSpec {
+                port,
+                expose: single_port_exposed,
+                host_port: None,
+            })
+            .into_iter()
+            .collect(),
+        (None, Some(ports)) => decode_ports(ports, &path.key("ports"), report),
+        (None, None) => Vec::new(),
+    };
+    let cpu = raw
+        .cpu
+        .and_then(|cpu| decode_quantity(cpu, &path.key("cpu"), report, Amount::Cpu));
+    let memory = raw
+        .memory
+        .and_then(|memory| decode_quantity(memory, &path.key("memory"), report, Amount::Memory));
+    let restart = decode_restart(raw.restart, &path.key("restart"), report);
+    let spec = match (image, restart) {
+        (Some(image), Some(restart)) => Some(ContainerSpec {
+            image,
+            cmd,
+            args,
+            env,
+            ports,
+            restart,
+        }),
+        _ => None,
+    };
+    DecodedWorkload {
+        workload: spec.map(wrap),
+        cpu_millis: cpu,
+        memory_bytes: memory,
+    }
+}
+
+fn decode_ports(ports: Vec<Value>, path: &FieldPath, report: &mut Report) -> Vec<PortSpec> {
+    let mut first_use: HashMap<u16, usize> = HashMap::new();
+    let mut decoded = Vec::with_capacity(ports.len());
+    for (index, value) in ports.into_iter().enumerate() {
+        let port_path = path.index(index);
+        let Some(raw) = report.decode::<RawPort>(value, &port_path) else {
+            continue;
+        };
+        let Some(port) = check_port_number(raw.port, &port_path.key("port"), report) else {
+            continue;
+        };
+        if let Some(&first) = first_use.get(&port) {
+            let first = report.first_defined_at(&path.index(first));
+            report.error(
+                &port_path.key("port"),
+                format!("duplicate port {port}{first}"),
+            );
+            continue;
+        }
+        first_use.insert(port, index);
+        let host_port = raw
+            .host_port
+            .and_then(|host_port| check_port_number(host_port, &port_path.key("hostPort"), report));
+        decoded.push(PortSpec {
+            port,
+            expose: raw.expose.unwrap_or(false),
+            host_port,
+        });
+    }
+    decoded
+}
+
+fn check_port_number(port: i64, path: &FieldPath, report: &mut Report) -> Option<u16> {
+    match u16::try_from(port) {
+        Ok(port) if port > 0 => Some(port),
+        _ => {
+            report.error(path, format!("invalid port {port}; expected 1 to 65535"));
+            None
+        }
+    }
+}
+
+/// Kubernetes-style `env`: names must be valid and unique, values must be strings.
+fn decode_env(env: Option<Vec<Value>>, path: &FieldPath, report: &mut Report) -> Vec<EnvVar> {
+    let mut first_use: HashMap<String, usize> = HashMap::new();
+    let mut decoded = Vec::new();
+    for (index, value) in env.unwrap_or_default().into_iter().enumerate() {
+        let var_path = path.index(index);
+        let Some(raw) = report.decode::<RawEnvVar>(value, &var_path) else {
+            continue;
+        };
+        let name_path = var_path.key("name");
+        if !report.check(&name_path, check_env_var_name(&raw.name)) {
+            continue;
+        }
+        if let Some(&first) = first_use.get(&raw.name) {
+            let first = report.first_defined_at(&path.index(first));
+            report.error(
+                &name_path,
+                format!("duplicate environment variable {:?}{first}", raw.name),
+            );
+            continue;
+        }
+        first_use.insert(raw.name.clone(), index);
+        let value = match raw.value {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(value)) => value,
+            Some(other) => {
+                let written = serde_yaml::to_string(&other).unwrap_or_default();
+                let written = written.trim_end();
+                let advice = match other {
+                    Value::Bool(_) | Value::Number(_) => {
+                        format!("; quote it: value: \"{written}\"")
+                    }
+                    _ => String::new(),
+                };
+                report.error(
+                    &var_path.key("value"),
+                    format!("environment variable values must be strings{advice}"),
+                );
+                continue;
+            }
+        };
+        report.check(&var_path.key("value"), check_no_nul("the value", &value));
+        decoded.push(EnvVar {
+            name: raw.name,
+            value,
+        });
+    }
+    decoded
+}
+
+fn decode_restart(
+    restart: Option<String>,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<RestartPolicy> {
+    match restart.as_deref() {
+        None | Some("Always") => Some(RestartPolicy::Always),
+        Some("OnFailure") => Some(RestartPolicy::OnFailure),
+        Some("Never") => Some(RestartPolicy::Never),
+        Some(other) => {
+            report.error(
+                path,
+                format!(
+                    "unknown restart policy {other:?}; expected one of Always, OnFailure, Never"
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn check_strings(strings: &[String], path: &FieldPath, what: &str, report: &mut Report) {
+    for (index, text) in strings.iter().enumerate() {
+        report.check(&path.index(index), check_no_nul(what, text));
+    }
+}
+
+/// Which resource a quantity is for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Amount {
+    Cpu,
+    Memory,
+}
+
+/// Decodes a CPU or memory quantity written as a string (`"500m"`) or a number (`0.5`). Zero
+/// is refused: leaving the field out already means "reserve nothing".
+pub(crate) fn decode_quantity(
+    value: Value,
+    path: &FieldPath,
+    report: &mut Report,
+    amount: Amount,
+) -> Option<u64> {
+    let (what, example) = match amount {
+        Amount::Cpu => ("cpu", "\"500m\" or 0.5"),
+        Amount::Memory => ("memory", "\"256Mi\""),
+    };
+    let text = match &value {
+        Value::String(text) => text.clone(),
+        // Display for f64 never uses an exponent, so `0.5` reads back as "0.5".
+        Value::Number(number) if number.is_f64() => {
+            number.as_f64().map(|f| f.to_string()).unwrap_or_default()
+        }
+        Value::Number(number) => number.to_string(),
+        _ => {
+            report.error(
+                path,
+                format!("expected a {what} quantity such as {example}"),
+            );
+            return None;
+        }
+    };
+    let parsed = match amount {
+        Amount::Cpu => parse_cpu(&text),
+        Amount::Memory => parse_memory(&text),
+    };
+    match parsed {
+        Ok(0) => {
+            report.error(
+                path,
+                format!("{what} must be greater than zero; leave it out to reserve nothing"),
+            );
+            None
+        }
+        Ok(amount) => Some(amount),
+        Err(error) => {
+            report.error(path, error.to_string());
+            None
+        }
+    }
+}

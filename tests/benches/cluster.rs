@@ -1,0 +1,302 @@
+//! Membership and failover at 10 and 50 real agents on one machine.
+//!
+//! Run with `scripts/bench.sh cluster` (as root: gossip traffic is counted, and packet loss
+//! injected, with nftables on loopback). For each size it measures: start until every agent
+//! sees every other alive; `kill -9` until every survivor marks the node dead; that until its
+//! replica runs elsewhere; steady gossip bytes per node per second; and whether any live node
+//! is declared dead during 30 s of 5% packet loss.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent::api::{NodeState, Request, Response};
+use agent::client::Client;
+use agent::identity::Credentials;
+use e2e::{Cluster, unique_marker};
+
+const SIZES: [usize; 2] = [10, 50];
+const STEADY_WINDOW: Duration = Duration::from_secs(10);
+const LOSS_WINDOW: Duration = Duration::from_secs(30);
+
+struct Agents {
+    clients: Vec<Client>,
+}
+
+impl Agents {
+    async fn connect(cluster: &Cluster, n: usize) -> anyhow::Result<Self> {
+        let dir = cluster.dir.path();
+        let creds = Credentials::load(
+            &dir.join("ca.crt"),
+            &dir.join("admin.crt"),
+            &dir.join("admin.key"),
+        )?;
+        let mut clients = Vec::new();
+        for i in 1..=n {
+            let address: SocketAddr = cluster.address(i).parse()?;
+            clients.push(Client::connect(&[address], &creds).await?);
+        }
+        Ok(Agents { clients })
+    }
+
+    async fn states(&self, index: usize) -> BTreeMap<String, NodeState> {
+        match self.clients[index].request(&Request::GetNodes).await {
+            Ok(Response::Nodes { nodes }) => nodes.into_iter().map(|n| (n.name, n.state)).collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+}
+
+fn nft(script: &str) -> bool {
+    let Ok(mut child) = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+    else {
+        return false;
+    };
+    let _ = child.stdin.take().unwrap().write_all(script.as_bytes());
+    child.wait().is_ok_and(|s| s.success())
+}
+
+fn nft_delete(table: &str) {
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", table])
+        .status();
+}
+
+/// Bytes each port sent, from per-port nftables counters.
+fn counted_bytes(table: &str) -> Option<u64> {
+    let out = Command::new("nft")
+        .args(["list", "table", "inet", table])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(
+        text.split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] == "bytes")
+            .filter_map(|w| w[1].parse::<u64>().ok())
+            .sum(),
+    )
+}
+
+fn app(marker: &str, replicas: usize) -> String {
+    let (key, value) = marker.split_once('=').unwrap();
+    format!(
+        "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: bench\nspec:\n  components:\n    - name: worker\n      type: process\n      properties:\n        command: [\"sleep\", \"3600\"]\n        env:\n          - name: {key}\n            value: \"{value}\"\n      traits:\n        - type: scaler\n          properties:\n            replicas: {replicas}\n        - type: spread\n          properties: {{}}\n"
+    )
+}
+
+async fn run_size(n: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let started = Instant::now();
+    let cluster = Cluster::up(n);
+    let agents = Agents::connect(&cluster, n).await?;
+    loop {
+        let mut all = true;
+        for i in 0..n {
+            let states = agents.states(i).await;
+            if states.len() != n || states.values().any(|s| *s != NodeState::Alive) {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "no full view after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let converged = started.elapsed();
+    eprintln!("{n} agents: full view after {converged:?}");
+
+    let marker = unique_marker();
+    let deploy = Request::Deploy {
+        file: "bench.yaml".into(),
+        source: app(&marker, n),
+    };
+    anyhow::ensure!(matches!(
+        agents.clients[0].request(&deploy).await?,
+        Response::Deployed(_)
+    ));
+    let placed = |workloads: &[agent::api::WorkloadView]| {
+        workloads.len() == n
+            && workloads
+                .iter()
+                .all(|w| w.state == agent::api::WorkloadState::Running)
+    };
+    loop {
+        if let Response::Workloads { workloads } =
+            agents.clients[0].request(&Request::GetWorkloads).await?
+            && placed(&workloads)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Steady gossip: count what every agent port sends for a while.
+    let ports: Vec<String> = (1..=n)
+        .map(|i| cluster.address(i).rsplit(':').next().unwrap().to_string())
+        .collect();
+    let table = format!("gossipctl_bench_{}", std::process::id());
+    let rules: String = ports.iter().map(|p| format!("    ip saddr 127.0.0.1 udp sport {p} ip daddr 127.0.0.1 udp dport {{ {} }} counter\n", ports.join(", "))).collect();
+    let counting = nft(&format!(
+        "table inet {table} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n{rules}  }}\n}}\n"
+    ));
+    tokio::time::sleep(STEADY_WINDOW).await;
+    let steady = if counting {
+        let bytes = counted_bytes(&table).unwrap_or(0);
+        nft_delete(&table);
+        Some(bytes as f64 / n as f64 / STEADY_WINDOW.as_secs_f64())
+    } else {
+        None
+    };
+
+    // Packet loss: 5% of agent-to-agent UDP dropped; nobody alive may be declared dead.
+    let lossy = nft(&format!(
+        "table inet {table} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n    udp sport {{ {ports} }} udp dport {{ {ports} }} numgen random mod 100 < 5 drop\n  }}\n}}\n",
+        ports = ports.join(", ")
+    ));
+    let mut false_deaths = 0;
+    if lossy {
+        let until = Instant::now() + LOSS_WINDOW;
+        while Instant::now() < until {
+            for i in 0..n {
+                false_deaths += agents
+                    .states(i)
+                    .await
+                    .values()
+                    .filter(|s| **s == NodeState::Dead)
+                    .count();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        nft_delete(&table);
+    }
+
+    // kill -9 the last agent.
+    let victim = format!("node-{n}");
+    let (victim_replica, _) = match agents.clients[0].request(&Request::GetWorkloads).await? {
+        Response::Workloads { workloads } => {
+            let w = workloads
+                .iter()
+                .find(|w| w.node == victim)
+                .expect("the victim runs a replica");
+            (w.id.clone(), ())
+        }
+        other => anyhow::bail!("{other:?}"),
+    };
+    cluster.kill_agent(n);
+    let killed = Instant::now();
+    let mut first_dead = None;
+    loop {
+        let mut dead_everywhere = true;
+        for i in 0..n - 1 {
+            let dead = agents.states(i).await.get(&victim) == Some(&NodeState::Dead);
+            if dead && first_dead.is_none() {
+                first_dead = Some(killed.elapsed());
+            }
+            dead_everywhere &= dead;
+        }
+        if dead_everywhere {
+            break;
+        }
+        anyhow::ensure!(
+            killed.elapsed() < Duration::from_secs(60),
+            "not declared dead after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_dead = killed.elapsed();
+    loop {
+        if let Response::Workloads { workloads } =
+            agents.clients[0].request(&Request::GetWorkloads).await?
+        {
+            let moved = workloads.iter().any(|w| {
+                w.id == victim_replica
+                    && w.node != victim
+                    && w.state == agent::api::WorkloadState::Running
+            });
+            if moved {
+                break;
+            }
+        }
+        anyhow::ensure!(
+            killed.elapsed() < Duration::from_secs(60),
+            "replica not replaced after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let replaced = killed.elapsed();
+    let after_first = replaced.saturating_sub(first_dead.unwrap_or_default());
+    for client in agents.clients {
+        client.close().await;
+    }
+
+    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    Ok(vec![
+        (
+            "start until every agent sees every other alive".into(),
+            format!("{} (goal < 2 s at 50)", secs(converged)),
+        ),
+        (
+            "kill -9 until the first agent marks it dead".into(),
+            secs(first_dead.unwrap_or_default()),
+        ),
+        (
+            "kill -9 until every agent marks it dead".into(),
+            format!("{} (goal < 5 s)", secs(all_dead)),
+        ),
+        (
+            "kill -9 until its replica runs elsewhere".into(),
+            secs(replaced),
+        ),
+        (
+            "first agent marks it dead until its replica runs elsewhere".into(),
+            format!("{} (goal < 1 s)", secs(after_first)),
+        ),
+        (
+            "steady gossip per node".into(),
+            steady.map_or("not measured (needs root and nft)".into(), |b| {
+                format!("{b:.0} B/s (goal < 1 KB/s)")
+            }),
+        ),
+        (
+            format!(
+                "live nodes reported dead during {}s of 5% loss",
+                LOSS_WINDOW.as_secs()
+            ),
+            if lossy {
+                format!("{false_deaths} (goal 0)")
+            } else {
+                "not measured (needs root and nft)".into()
+            },
+        ),
+    ])
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let mut results = Vec::new();
+    for n in SIZES {
+        results.push((n, run_size(n).await?));
+    }
+    println!(
+        "| metric | {} |",
+        SIZES.map(|n| format!("{n} agents")).join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(SIZES.len()));
+    for row in 0..results[0].1.len() {
+        let values: Vec<&str> = results.iter().map(|(_, r)| r[row].1.as_str()).collect();
+        println!("| {} | {} |", results[0].1[row].0, values.join(" | "));
+    }
+    Ok(())
+}

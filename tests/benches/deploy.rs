@@ -1,0 +1,150 @@
+//! Deploy-to-running latency, idle memory and binary size of one real agent.
+//!
+//! Run with `scripts/bench.sh deploy`. Each sample deploys a fresh application with one
+//! 10-replica `process` component and polls the agent until every replica runs; the clock
+//! covers the deploy request, validation, the durable write, placement and 10 process starts.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use agent::api::{AppStatus, Request, Response};
+use agent::client::Client;
+use agent::identity::Credentials;
+use e2e::{Cluster, binary};
+
+const SAMPLES: usize = 100;
+const REPLICAS: u32 = 10;
+
+fn app(name: &str) -> String {
+    format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {name}
+spec:
+  components:
+    - name: worker
+      type: process
+      properties:
+        command: ["sleep", "3600"]
+      traits:
+        - type: scaler
+          properties:
+            replicas: {REPLICAS}
+"#
+    )
+}
+
+async fn status(client: &Client, name: &str) -> Option<AppStatus> {
+    match client.request(&Request::GetApps).await.ok()? {
+        Response::Apps { apps } => apps.into_iter().find(|a| a.name == name).map(|a| a.status),
+        _ => None,
+    }
+}
+
+async fn workloads_of(client: &Client, name: &str) -> usize {
+    match client.request(&Request::GetWorkloads).await {
+        Ok(Response::Workloads { workloads }) => workloads.iter().filter(|w| w.app == name).count(),
+        _ => usize::MAX,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("agent status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cluster = Cluster::up(1);
+    let dir = cluster.dir.path();
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(cluster.config())?)?;
+    let agents: Vec<SocketAddr> = serde_yaml::from_value(config["agents"].clone())?;
+    let creds = Credentials::load(
+        &dir.join("ca.crt"),
+        &dir.join("admin.crt"),
+        &dir.join("admin.key"),
+    )?;
+    let client = Client::connect(&agents, &creds).await?;
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_kib(cluster.agent_pid(1).as_raw());
+
+    let mut latencies = Vec::with_capacity(SAMPLES);
+    for i in 0..SAMPLES {
+        let name = format!("bench-{i}");
+        let started = Instant::now();
+        let deployed = client
+            .request(&Request::Deploy {
+                file: format!("{name}.yaml"),
+                source: app(&name),
+            })
+            .await?;
+        anyhow::ensure!(
+            matches!(deployed, Response::Deployed(_)),
+            "deploy failed: {deployed:?}"
+        );
+        while status(&client, &name).await != Some(AppStatus::Running) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(started.elapsed());
+        client
+            .request(&Request::DeleteApp { name: name.clone() })
+            .await?;
+        while workloads_of(&client, &name).await != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        eprint!("\rsample {}/{SAMPLES}", i + 1);
+    }
+    eprintln!();
+    latencies.sort();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss_after = rss_kib(cluster.agent_pid(1).as_raw());
+    let size = std::fs::metadata(binary("gossipd"))?.len();
+    client.close().await;
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "deploy-to-running, {REPLICAS}-replica process component, one agent, {SAMPLES} deploys"
+    );
+    println!("| metric | value | goal |");
+    println!("|---|---|---|");
+    println!(
+        "| deploy-to-running median | {:.1} ms | |",
+        ms(percentile(&latencies, 50.0))
+    );
+    println!(
+        "| deploy-to-running p99 | {:.1} ms | < 300 ms ({:.2}x of goal) |",
+        ms(percentile(&latencies, 99.0)),
+        ms(percentile(&latencies, 99.0)) / 300.0
+    );
+    println!(
+        "| deploy-to-running max | {:.1} ms | |",
+        ms(*latencies.last().unwrap())
+    );
+    println!(
+        "| idle RSS at start | {:.1} MiB | < 20 MB ({:.2}x of goal) |",
+        idle_rss as f64 / 1024.0,
+        idle_rss as f64 * 1024.0 / 20e6
+    );
+    println!(
+        "| idle RSS after {SAMPLES} deploys | {:.1} MiB | < 20 MB |",
+        idle_rss_after as f64 / 1024.0
+    );
+    println!(
+        "| gossipd binary (stripped, release) | {:.1} MiB | < 20 MB ({:.2}x of goal) |",
+        size as f64 / 1048576.0,
+        size as f64 / 20e6
+    );
+    Ok(())
+}
