@@ -42,7 +42,10 @@ fn a_bad_field_is_named_with_its_position_and_exit_code_2() {
     .unwrap();
     let (code, _, stderr) = gossipctl(&["validate", file.to_str().unwrap()]);
     assert_eq!(code, 2, "stderr: {stderr}");
-    assert!(stderr.contains("bad.yaml:"), "no file position in: {stderr}");
+    assert!(
+        stderr.contains("bad.yaml:"),
+        "no file position in: {stderr}"
+    );
     assert!(
         stderr.contains("spec.components[0].properties.command"),
         "no field path in: {stderr}"
