@@ -4,9 +4,10 @@
 #   scripts/bench.sh cluster   membership convergence and failure detection (tests/benches/cluster.rs)
 #   scripts/bench.sh learner   training throughput, burn vs PyTorch on one core (learner/benches/throughput.rs)
 #   scripts/bench.sh simulate  wall time of the 50-node MLP simulation, 200 epochs
+#   scripts/bench.sh learner-cluster  10 learner replicas on a local cluster vs the simulator (tests/benches/learner.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bench="${1:?usage: scripts/bench.sh deploy|cluster|learner|simulate}"
+bench="${1:?usage: scripts/bench.sh deploy|cluster|learner|simulate|learner-cluster}"
 case "$bench" in
   learner)
     PYTORCH_PYTHON="$(bash scripts/pytorch-venv.sh | tail -n 1)"

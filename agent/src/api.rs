@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use orchestrator::Resources;
+use orchestrator::learner_link::LearnerProgress;
 
 use crate::membership::MemberState;
 use crate::replication::{StateDigest, Updates, Wanted};
@@ -68,6 +69,13 @@ pub enum Request {
     SyncDigest {
         digest: StateDigest,
     },
+    /// Agent to agent: a learner replica's call to a peer replica `workload` that this agent
+    /// runs. The call's body follows the frame as raw bytes (see [`crate::wire::write_body`]);
+    /// the answer is `LearnerAnswer`, followed by its body. Node certificates only.
+    LearnerCall {
+        workload: String,
+        from: u32,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +122,8 @@ pub enum Response {
         updates: Updates,
         wanted: Wanted,
     },
+    /// The answer to `LearnerCall`; its body follows.
+    LearnerAnswer,
     Error {
         kind: ErrorKind,
         message: String,
@@ -177,6 +187,9 @@ pub struct WorkloadView {
     /// OS process id while running (process workloads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// How far a learner replica got, as it last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learner: Option<LearnerProgress>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,7 +235,28 @@ pub struct ComponentDetail {
     /// Why replicas could not be placed, when they could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unschedulable: Option<String>,
+    /// For learners: progress and accuracy across the replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<LearningSummary>,
     pub depends_on: Vec<String>,
+}
+
+/// A learner component across its replicas, from what each last reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearningSummary {
+    /// Replicas that reported at least once.
+    pub reporting: u32,
+    /// The slowest and the fastest replica's epoch, of `epochs`.
+    pub epoch_min: u64,
+    pub epoch_max: u64,
+    pub epochs: u64,
+    /// Test accuracy across the replicas.
+    pub accuracy_min: f64,
+    pub accuracy_median: f64,
+    pub accuracy_max: f64,
+    pub finished: u32,
+    /// `NODE:PATH` of each finished replica's final model.
+    pub final_models: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

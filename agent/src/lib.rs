@@ -6,6 +6,7 @@ pub mod capacity;
 pub mod client;
 pub mod gossip;
 pub mod identity;
+pub mod learner;
 pub mod logs;
 mod logs_api;
 pub mod membership;

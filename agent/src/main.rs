@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use agent::gossip::Gossip;
 use agent::identity::{Credentials, is_dns_label};
+use agent::learner::LearnerRuntime;
 use agent::logs::{LogStore, now_ms};
 use agent::membership::{Membership, NodeId, Timings};
 use agent::node::Node;
@@ -58,6 +59,10 @@ struct Args {
     /// How long a suspected member has to refute before it is declared dead.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     suspect_timeout: Duration,
+    /// The `gossip-learner` program that runs learner replicas. Defaults to the one beside
+    /// this agent's executable; without one, this node does not offer the learner runtime.
+    #[arg(long)]
+    learner_program: Option<PathBuf>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -133,11 +138,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let membership = Membership::new(me, timings, incarnation);
     let gossip = Gossip::spawn(membership, peers.clone(), inbound, args.joins, wake.clone());
 
+    let learners = args.data_dir.join("learners");
+    let learner_runtime = match args.learner_program {
+        Some(program) => {
+            anyhow::ensure!(
+                program.is_file(),
+                "--learner-program {}: no such file",
+                program.display()
+            );
+            Some(LearnerRuntime {
+                program,
+                state_root: learners,
+            })
+        }
+        None => LearnerRuntime::beside_agent(learners),
+    };
+    let mut runtimes = BTreeSet::from(["process".to_string()]);
+    if learner_runtime.is_some() {
+        runtimes.insert("learner".to_string());
+    }
     let info = NodeInfo {
         name: args.name.clone(),
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
         capacity: capacity::detect(),
-        runtimes: BTreeSet::from(["process".to_string()]),
+        runtimes,
     };
     let node = Node::new(
         info,
@@ -148,6 +172,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         peers,
         gossip,
         wake,
+        learner_runtime,
     );
     node.publish_self(false).await?;
     tracing::info!(node = %args.name, %advertise, "agent up");

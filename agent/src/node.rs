@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use crate::api::{NodeState, WorkloadState};
 use crate::gossip::Gossip;
+use crate::learner::{CallFuture, LearnerLink, LearnerRuntime, Router, choose_peers};
 use crate::logs::{LogStore, now_ms};
 use crate::membership::Liveness;
 use crate::process::{Launch, Supervisor};
@@ -43,10 +44,21 @@ pub struct Node {
     /// When this agent last swapped member lists with a peer (see [`crate::sync`]).
     last_member_lists: Mutex<Option<std::time::Instant>>,
     wake: Arc<Notify>,
+    learner_runtime: Option<LearnerRuntime>,
+    /// Where each planned learner replica runs, for carrying learners' calls to their peers.
+    learner_routes: Mutex<BTreeMap<WorkloadId, Route>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Here,
+    Agent(SocketAddr),
 }
 
 struct Replica {
     supervisor: Supervisor,
+    /// The link to a learner replica's process.
+    link: Option<Arc<LearnerLink>>,
     fingerprint: u64,
     /// Asked to stop; it leaves the map once its processes are gone.
     stopping: bool,
@@ -91,6 +103,7 @@ impl Node {
         peers: Arc<Peers>,
         gossip: Gossip,
         wake: Arc<Notify>,
+        learner_runtime: Option<LearnerRuntime>,
     ) -> Arc<Self> {
         Arc::new(Node {
             info,
@@ -105,6 +118,8 @@ impl Node {
             reported: Mutex::default(),
             last_member_lists: Mutex::default(),
             wake,
+            learner_runtime,
+            learner_routes: Mutex::default(),
         })
     }
 
@@ -338,35 +353,42 @@ impl Node {
             match action {
                 Action::Start(id) => {
                     let component = component_of(&id);
-                    match &component.workload {
-                        Workload::Process(spec) => {
-                            let launch = Launch {
-                                id: id.clone(),
-                                spec: spec.clone(),
-                                replicas: component.replicas,
-                                node: self.name().to_string(),
-                            };
-                            let supervisor = Supervisor::start(
-                                launch,
-                                self.logs.clone(),
-                                self.store.clone(),
-                                self.wake.clone(),
-                            );
-                            let fingerprint = component.fingerprint();
-                            replicas.insert(
-                                id,
-                                Replica {
-                                    supervisor,
-                                    fingerprint,
-                                    stopping: false,
-                                },
-                            );
+                    let (spec, link) = match (&component.workload, &self.learner_runtime) {
+                        (Workload::Process(spec), _) => (spec.clone(), None),
+                        (Workload::Learner(learner), Some(runtime)) => {
+                            let router = Arc::new(NodeRouter(Arc::downgrade(self)));
+                            let link = LearnerLink::new(id.clone(), router);
+                            (runtime.process_spec(&id, learner), Some(link))
                         }
-                        other => {
+                        (other, _) => {
                             let message = format!("no {} runtime on this node", other.type_name());
                             waiting.insert(id, message);
+                            continue;
                         }
-                    }
+                    };
+                    let launch = Launch {
+                        id: id.clone(),
+                        spec,
+                        replicas: component.replicas,
+                        node: self.name().to_string(),
+                        learner: link.clone(),
+                    };
+                    let supervisor = Supervisor::start(
+                        launch,
+                        self.logs.clone(),
+                        self.store.clone(),
+                        self.wake.clone(),
+                    );
+                    let fingerprint = component.fingerprint();
+                    replicas.insert(
+                        id,
+                        Replica {
+                            supervisor,
+                            link,
+                            fingerprint,
+                            stopping: false,
+                        },
+                    );
                 }
                 Action::Stop(id) | Action::Replace(id) => {
                     let wanted_still = wanted.contains_key(&id);
@@ -390,18 +412,30 @@ impl Node {
             }
         }
 
+        self.route_learners(&view, &replicas);
+
         // What this node runs (or is about to), as it will report it.
         let mut current: BTreeMap<String, WorkloadRecord> = BTreeMap::new();
         for (id, replica) in replicas.iter().filter(|(_, r)| !r.stopping) {
             let status = replica.supervisor.status();
+            let progress = replica.link.as_ref().and_then(|link| link.progress());
+            // A learner that finished keeps serving its final model to slower peers; its
+            // work is done, so it counts as succeeded.
+            let state = match &progress {
+                Some(p) if p.finished() && status.state == WorkloadState::Running => {
+                    WorkloadState::Succeeded
+                }
+                _ => status.state,
+            };
             let record = WorkloadRecord {
                 id: id.clone(),
                 node: self.name().to_string(),
-                state: status.state,
+                state,
                 restarts: status.restarts,
                 message: status.message,
                 pid: status.pid,
                 fingerprint: replica.fingerprint,
+                learner: progress,
             };
             current.insert(workload_key(id, self.name()), record);
         }
@@ -414,6 +448,7 @@ impl Node {
                 message: message.clone(),
                 pid: None,
                 fingerprint: wanted.get(id).map_or(0, |w| w.fingerprint),
+                learner: None,
             };
             current.insert(workload_key(id, self.name()), record);
         }
@@ -462,6 +497,117 @@ impl Node {
         Ok(written)
     }
 
+    /// Records where every planned learner replica runs, and tells each local learner its peers:
+    /// the `peers` nearest replicas of its component by measured round-trip time.
+    fn route_learners(&self, view: &View, replicas: &BTreeMap<WorkloadId, Replica>) {
+        let mut routes = BTreeMap::new();
+        for (id, node) in &view.plan.assignments {
+            if !matches!(
+                view.component(id).map(|c| &c.workload),
+                Some(Workload::Learner(_))
+            ) {
+                continue;
+            }
+            let route = if node == self.name() {
+                Some(Route::Here)
+            } else {
+                view.nodes
+                    .get(node)
+                    .map(|(_, record)| Route::Agent(record.address))
+            };
+            if let Some(route) = route {
+                routes.insert(id.clone(), route);
+            }
+        }
+        for (id, replica) in replicas.iter().filter(|(_, r)| !r.stopping) {
+            let (Some(link), Some(component)) = (&replica.link, view.component(id)) else {
+                continue;
+            };
+            let Workload::Learner(spec) = &component.workload else {
+                continue;
+            };
+            let rtt = |replica: u32| {
+                let peer = WorkloadId {
+                    replica,
+                    ..id.clone()
+                };
+                match routes.get(&peer)? {
+                    Route::Here => Some(Duration::ZERO),
+                    Route::Agent(addr) => self.peers.rtt(*addr),
+                }
+            };
+            let peers = choose_peers(id.replica, component.replicas, spec.peers, rtt)
+                .into_iter()
+                .filter(|r| {
+                    routes.contains_key(&WorkloadId {
+                        replica: *r,
+                        ..id.clone()
+                    })
+                })
+                .collect();
+            link.set_peers(peers);
+        }
+        *self.learner_routes.lock().expect("routes lock") = routes;
+    }
+
+    /// Carries a local learner's call to replica `to` of the same component.
+    async fn call_learner(
+        self: Arc<Self>,
+        from: WorkloadId,
+        to: u32,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let target = WorkloadId {
+            replica: to,
+            ..from.clone()
+        };
+        let route = self
+            .learner_routes
+            .lock()
+            .expect("routes lock")
+            .get(&target)
+            .copied();
+        match route {
+            Some(Route::Here) => self.serve_learner(&target, from.replica, body).await,
+            Some(Route::Agent(addr)) => {
+                self.peers
+                    .learner_call(addr, &target, from.replica, &body)
+                    .await
+            }
+            None => Err(format!("{target} is not placed on any node")),
+        }
+    }
+
+    /// A peer replica's call to `workload`, answered by the local learner process.
+    pub async fn serve_learner_call(
+        &self,
+        workload: &str,
+        from: u32,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let target: WorkloadId = workload
+            .parse()
+            .map_err(|_| format!("{workload:?} is not a workload id"))?;
+        self.serve_learner(&target, from, body).await
+    }
+
+    async fn serve_learner(
+        &self,
+        target: &WorkloadId,
+        from: u32,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let link = self
+            .replicas
+            .lock()
+            .expect("replicas lock")
+            .get(target)
+            .filter(|r| !r.stopping)
+            .and_then(|r| r.link.clone())
+            .ok_or_else(|| format!("{target} does not run on {}", self.name()))?;
+        link.serve(from, body).await
+    }
+
     /// Stops every replica and waits for them; used on agent shutdown.
     pub async fn stop_all(&self) {
         let stops: Vec<_> = {
@@ -477,6 +623,22 @@ impl Node {
         for stop in stops {
             stop.await;
         }
+    }
+}
+
+/// Routes learners' calls through the node without keeping it alive.
+struct NodeRouter(std::sync::Weak<Node>);
+
+impl Router for NodeRouter {
+    fn call(&self, from: &WorkloadId, to: u32, body: Vec<u8>) -> CallFuture {
+        let node = self.0.upgrade();
+        let from = from.clone();
+        Box::pin(async move {
+            match node {
+                Some(node) => node.call_learner(from, to, body).await,
+                None => Err("the agent is shutting down".to_string()),
+            }
+        })
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Notify, watch};
 
 use crate::api::{LogStream, WorkloadState};
+use crate::learner::LearnerLink;
 use crate::logs::{LogStore, MAX_LINE_BYTES};
 use crate::store::Store;
 
@@ -43,6 +44,9 @@ pub struct Launch {
     pub spec: ProcessSpec,
     pub replicas: u32,
     pub node: String,
+    /// For learner replicas: stdin and stdout carry the link instead of log lines, and the
+    /// process runs at lower priority.
+    pub learner: Option<Arc<LearnerLink>>,
 }
 
 impl Launch {
@@ -61,18 +65,33 @@ impl Launch {
             .env("GOSSIP_REPLICAS", self.replicas.to_string())
             .env("GOSSIP_NODE", &self.node)
             .envs(self.spec.env.iter().map(|e| (&e.name, &e.value)))
-            .stdin(Stdio::null())
+            .stdin(if self.learner.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
         if let Some(dir) = &self.spec.working_dir {
             command.current_dir(dir);
         }
+        let niceness = if self.learner.is_some() {
+            crate::learner::NICENESS
+        } else {
+            0
+        };
         // SAFETY: the closure runs in the forked child before exec and only makes the
-        // async-signal-safe prctl(2) call.
+        // async-signal-safe prctl(2) and setpriority(2) calls.
         unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            command.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+                if niceness != 0
+                    && nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, niceness) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
             });
         }
         command
@@ -231,13 +250,15 @@ async fn run(
     if let Err(e) = store.record_process_group(&launch.id, pid) {
         tracing::warn!(workload = %id, "cannot record process group: {e}");
     }
+    let stdout = match (&launch.learner, child.stdin.take(), child.stdout.take()) {
+        (Some(link), Some(stdin), Some(stdout)) => {
+            tokio::spawn(link.clone().attach(stdin, stdout));
+            None
+        }
+        (_, _, stdout) => stdout,
+    };
     let pumps = [
-        tokio::spawn(pump(
-            child.stdout.take(),
-            logs.clone(),
-            id.clone(),
-            LogStream::Stdout,
-        )),
+        tokio::spawn(pump(stdout, logs.clone(), id.clone(), LogStream::Stdout)),
         tokio::spawn(pump(
             child.stderr.take(),
             logs.clone(),
@@ -358,6 +379,7 @@ mod tests {
             },
             replicas: 1,
             node: "test-node".into(),
+            learner: None,
         }
     }
 

@@ -45,6 +45,9 @@ pub struct WorkloadRecord {
     pub pid: Option<u32>,
     /// The definition it runs, to tell a current replica from one about to be replaced.
     pub fingerprint: u64,
+    /// A learner replica's latest progress report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learner: Option<orchestrator::learner_link::LearnerProgress>,
 }
 
 pub fn workload_key(id: &WorkloadId, node: &str) -> String {

@@ -107,6 +107,31 @@ async fn serve_stream(
             Some(node) => Response::Node { node },
             None => error(ErrorKind::NotFound, format!("node {name:?} not found")),
         },
+        Request::LearnerCall { workload, from } => {
+            let response = if matches!(role, Role::Node { .. }) {
+                let body = crate::wire::read_body(&mut recv).await?;
+                match node.serve_learner_call(&workload, from, body).await {
+                    Ok(answer) => {
+                        write_frame(&mut send, &Response::LearnerAnswer).await?;
+                        crate::wire::write_body(&mut send, &answer).await?;
+                        let _ = send.finish();
+                        return Ok(());
+                    }
+                    Err(message) => error(ErrorKind::NotFound, message),
+                }
+            } else {
+                error(
+                    ErrorKind::Forbidden,
+                    format!(
+                        "certificate {:?} may not call learner replicas: only cluster nodes may",
+                        role.name()
+                    ),
+                )
+            };
+            write_frame(&mut send, &response).await?;
+            let _ = send.finish();
+            return Ok(());
+        }
         Request::Logs {
             workload,
             follow,
@@ -149,14 +174,14 @@ async fn deploy(node: &Arc<Node>, file: &str, source: &str) -> Response {
     let unsupported: Vec<String> = app
         .components
         .iter()
-        .filter(|c| !matches!(c.workload, Workload::Process(_)))
+        .filter(|c| !matches!(c.workload, Workload::Process(_) | Workload::Learner(_)))
         .map(|c| format!("{} ({})", c.name, c.workload.type_name()))
         .collect();
     if !unsupported.is_empty() {
         return error(
             ErrorKind::Unsupported,
             format!(
-                "this agent runs only process components so far; not supported: {}",
+                "this agent runs only process and learner components so far; not supported: {}",
                 unsupported.join(", ")
             ),
         );

@@ -7,9 +7,11 @@ use std::collections::BTreeSet;
 
 use orchestrator::plan::Plan;
 
+use orchestrator::learner_link::LearnerProgress;
+
 use crate::api::{
-    AppDetail, AppStatus, AppView, ComponentDetail, NodeDetail, NodeView, WorkloadState,
-    WorkloadView,
+    AppDetail, AppStatus, AppView, ComponentDetail, LearningSummary, NodeDetail, NodeView,
+    WorkloadState, WorkloadView,
 };
 use crate::node::{Node, View};
 use crate::replication::{WorkloadRecord, workload_key};
@@ -79,6 +81,15 @@ impl Node {
                     (WorkloadState::Pending, 0, message, None, false)
                 }
             };
+            // A replica that moved resumes from where its previous run got: show that run's
+            // progress until the new one reports.
+            let learner = record.and_then(|r| r.learner.clone()).or_else(|| {
+                view.records
+                    .values()
+                    .filter(|r| r.id == *id)
+                    .filter_map(|r| r.learner.clone())
+                    .max_by_key(|p| p.epoch)
+            });
             let workload = WorkloadView {
                 id: id.to_string(),
                 app: id.app.clone(),
@@ -90,6 +101,7 @@ impl Node {
                 restarts,
                 message,
                 pid,
+                learner,
             };
             views.push((workload, up));
         }
@@ -111,6 +123,7 @@ impl Node {
                     restarts: record.restarts,
                     message: "stopping: no longer placed here".to_string(),
                     pid: record.pid,
+                    learner: record.learner.clone(),
                 };
                 views.push((workload, false));
             }
@@ -189,6 +202,12 @@ fn app_detail(
                 .get(&(name.to_string(), c.name.clone()))
                 .cloned(),
             depends_on: c.depends_on.clone(),
+            learning: learning_summary(
+                workloads
+                    .iter()
+                    .filter(|w| w.component == c.name)
+                    .filter_map(|w| Some((w.node.as_str(), w.learner.as_ref()?))),
+            ),
         })
         .collect();
     let unschedulable: Vec<String> = components
@@ -224,5 +243,72 @@ fn app_detail(
         },
         components,
         workloads,
+    }
+}
+
+/// Progress and accuracy across a learner component's replicas; `None` before any reported.
+fn learning_summary<'a>(
+    reports: impl Iterator<Item = (&'a str, &'a LearnerProgress)>,
+) -> Option<LearningSummary> {
+    let reports: Vec<(&str, &LearnerProgress)> = reports.collect();
+    let first = reports.first()?.1;
+    let mut accuracies: Vec<f64> = reports.iter().map(|(_, p)| p.test_accuracy).collect();
+    accuracies.sort_by(f64::total_cmp);
+    let n = accuracies.len();
+    let median = if n % 2 == 1 {
+        accuracies[n / 2]
+    } else {
+        (accuracies[n / 2 - 1] + accuracies[n / 2]) / 2.0
+    };
+    Some(LearningSummary {
+        reporting: n as u32,
+        epoch_min: reports.iter().map(|(_, p)| p.epoch).min().unwrap_or(0),
+        epoch_max: reports.iter().map(|(_, p)| p.epoch).max().unwrap_or(0),
+        epochs: first.epochs,
+        accuracy_min: accuracies[0],
+        accuracy_median: median,
+        accuracy_max: accuracies[n - 1],
+        finished: reports.iter().filter(|(_, p)| p.finished()).count() as u32,
+        final_models: reports
+            .iter()
+            .filter_map(|(node, p)| Some(format!("{node}:{}", p.final_model.as_ref()?)))
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(epoch: u64, accuracy: f64, model: Option<&str>) -> LearnerProgress {
+        LearnerProgress {
+            epoch,
+            epochs: 30,
+            test_accuracy: accuracy,
+            final_model: model.map(str::to_string),
+            ..LearnerProgress::default()
+        }
+    }
+
+    #[test]
+    fn learning_summary_spans_the_replicas() {
+        assert!(learning_summary(std::iter::empty()).is_none());
+        let reports = [
+            report(30, 0.80, Some("/d/model.bpk")),
+            report(12, 0.60, None),
+            report(20, 0.70, None),
+            report(25, 0.75, None),
+        ];
+        let nodes = ["a", "b", "c", "d"];
+        let summary = learning_summary(nodes.iter().copied().zip(reports.iter())).unwrap();
+        assert_eq!(
+            (summary.epoch_min, summary.epoch_max, summary.epochs),
+            (12, 30, 30)
+        );
+        assert_eq!(summary.accuracy_min, 0.60);
+        assert!((summary.accuracy_median - 0.725).abs() < 1e-12);
+        assert_eq!(summary.accuracy_max, 0.80);
+        assert_eq!(summary.finished, 1);
+        assert_eq!(summary.final_models, vec!["a:/d/model.bpk".to_string()]);
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use orchestrator::WorkloadId;
 use quinn::{Connection, Endpoint};
 use tokio::sync::mpsc;
 
@@ -18,7 +19,7 @@ use crate::api::{Request, Response};
 use crate::client::Responses;
 use crate::identity::{ANY_AGENT_SERVER_NAME, Role};
 use crate::tls::peer_role;
-use crate::wire::{WireError, write_frame};
+use crate::wire::{WireError, read_body, read_frame, write_body, write_frame};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -149,6 +150,48 @@ impl Peers {
             .await
             .map_err(|e| TransportError::Stream(addr, e.to_string()))?
             .ok_or(TransportError::NoAnswer(addr))
+    }
+
+    /// The measured round-trip time to a peer, if this agent has a connection to it.
+    pub fn rtt(&self, addr: SocketAddr) -> Option<Duration> {
+        let connections = self.connections.lock().expect("connections lock");
+        let connection = connections.get(&addr)?;
+        connection
+            .close_reason()
+            .is_none()
+            .then(|| connection.rtt())
+    }
+
+    /// Carries a learner's call to replica `workload`, which the agent at `addr` runs, and
+    /// returns the replica's answer.
+    pub async fn learner_call(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        workload: &WorkloadId,
+        from: u32,
+        body: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let connection = self.connection(addr).await.map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| TransportError::Stream(addr, e.to_string()).to_string())?;
+        let request = Request::LearnerCall {
+            workload: workload.to_string(),
+            from,
+        };
+        let wire = |e| TransportError::Wire(addr, e).to_string();
+        write_frame(&mut send, &request).await.map_err(wire)?;
+        write_body(&mut send, body).await.map_err(wire)?;
+        let _ = send.finish();
+        match read_frame::<Response>(&mut recv).await.map_err(wire)? {
+            Some(Response::LearnerAnswer) => read_body(&mut recv).await.map_err(wire),
+            Some(Response::Error { message, .. }) => Err(message),
+            Some(other) => Err(format!(
+                "peer {addr} answered a learner call with {other:?}"
+            )),
+            None => Err(TransportError::NoAnswer(addr).to_string()),
+        }
     }
 
     /// Sends one request to a peer agent and returns its stream of answers.

@@ -16,7 +16,7 @@ pub enum WireError {
     Write(#[from] quinn::WriteError),
     #[error("connection: {0}")]
     Read(#[from] quinn::ReadExactError),
-    #[error("message of {0} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")]
+    #[error("message of {0} bytes exceeds the size limit")]
     TooLarge(usize),
     #[error("malformed message: {0}")]
     Decode(#[from] serde_json::Error),
@@ -53,3 +53,29 @@ pub async fn read_frame<T: DeserializeOwned>(
     recv.read_exact(&mut body).await?;
     Ok(Some(serde_json::from_slice(&body)?))
 }
+
+/// Learner bodies follow their request or response frame as raw bytes: a 4-byte big-endian
+/// length, then the bytes. Models are large and opaque to the agent; JSON would triple them.
+pub async fn write_body(send: &mut SendStream, body: &[u8]) -> Result<(), WireError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(WireError::TooLarge(body.len()));
+    }
+    send.write_all(&(body.len() as u32).to_be_bytes()).await?;
+    send.write_all(body).await?;
+    Ok(())
+}
+
+pub async fn read_body(recv: &mut RecvStream) -> Result<Vec<u8>, WireError> {
+    let mut len = [0u8; 4];
+    recv.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_BODY_BYTES {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// The largest learner body: the learner link's own frame limit.
+pub const MAX_BODY_BYTES: usize = orchestrator::learner_link::MAX_FRAME_BYTES;

@@ -68,7 +68,7 @@ pub fn apps(apps: &[AppView], format: Format) -> String {
 pub fn workloads(workloads: &[WorkloadView], format: Format) -> String {
     let mut header = vec!["ID", "TYPE", "NODE", "STATE", "RESTARTS", "MESSAGE"];
     if format == Format::Wide {
-        header.push("PID");
+        header.extend(["PID", "EPOCH", "ACCURACY"]);
     }
     table(
         &header,
@@ -83,6 +83,13 @@ pub fn workloads(workloads: &[WorkloadView], format: Format) -> String {
             ];
             if format == Format::Wide {
                 row.push(w.pid.map_or(String::new(), |p| p.to_string()));
+                match &w.learner {
+                    Some(p) => row.extend([
+                        format!("{}/{}", p.epoch, p.epochs),
+                        format!("{:.2}%", p.test_accuracy * 100.0),
+                    ]),
+                    None => row.extend([String::new(), String::new()]),
+                }
             }
             row
         }),
@@ -149,6 +156,37 @@ pub fn describe_app(app: &AppDetail) -> String {
             ]
         }),
     ));
+    let learning: Vec<_> = app
+        .components
+        .iter()
+        .filter_map(|c| Some((c, c.learning.as_ref()?)))
+        .collect();
+    if !learning.is_empty() {
+        out += "\nLearning (test accuracy across replicas):\n";
+        out += &indent(&table(
+            &["COMPONENT", "EPOCH", "MIN", "MEDIAN", "MAX", "FINISHED"],
+            learning.iter().map(|(c, l)| {
+                let epoch = if l.epoch_min == l.epoch_max {
+                    format!("{}/{}", l.epoch_min, l.epochs)
+                } else {
+                    format!("{}-{}/{}", l.epoch_min, l.epoch_max, l.epochs)
+                };
+                vec![
+                    c.name.clone(),
+                    epoch,
+                    format!("{:.2}%", l.accuracy_min * 100.0),
+                    format!("{:.2}%", l.accuracy_median * 100.0),
+                    format!("{:.2}%", l.accuracy_max * 100.0),
+                    format!("{}/{}", l.finished, c.replicas),
+                ]
+            }),
+        ));
+        for (c, l) in &learning {
+            for model in &l.final_models {
+                out += &format!("  final model of {}: {model}\n", c.name);
+            }
+        }
+    }
     out += "\nWorkloads:\n";
     out += &indent(&workloads(&app.workloads, Format::Wide));
     out

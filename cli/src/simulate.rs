@@ -55,6 +55,11 @@ pub struct SimulateArgs {
     /// of N senders scales its step with N.
     #[arg(long, default_value = "1", value_parser = parse_intake)]
     intake: Intake,
+    /// What an exchange fetches: `lacking` (every message newer than the node holds, over
+    /// --rounds exchanges per epoch) or `intake` (only the messages it takes in, one exchange per
+    /// epoch: what the learner workload on a real cluster does).
+    #[arg(long, default_value = "lacking")]
+    fetch: learner::exchange::Fetch,
     /// iid, or dirichlet:ALPHA for label skew.
     #[arg(long, default_value = "iid")]
     partition: Partition,
@@ -121,6 +126,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             rounds: args.rounds,
             message_loss: args.loss,
             intake: args.intake.0,
+            fetch: args.fetch,
             partition: args.partition,
             seed: args.seed,
             eval_samples: args.eval_samples,

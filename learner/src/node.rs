@@ -38,6 +38,8 @@ pub struct Aggregation {
     pub weights: Vec<f32>,
     /// How many senders (this node included) the window heard from.
     pub senders_heard: usize,
+    /// Who they were, in the order first heard.
+    pub senders: Vec<SenderId>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +83,14 @@ impl LearnerNode {
     /// Local epochs completed.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Continues a run that got as far as `epoch` elsewhere (a checkpoint, or the replica's own
+    /// latest message held by a peer): the next message is stamped `epoch + 1`, so peers take
+    /// it as newer than anything the earlier run sent. The open window starts empty.
+    pub fn resume(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.last_seen.insert(self.config.id, epoch);
     }
 
     pub fn is_finished(&self) -> bool {
@@ -131,26 +141,39 @@ impl LearnerNode {
     /// the rule *sums* the deltas of every sender heard in a window, so hearing all N senders
     /// scales the step with N.
     pub fn take_in(&mut self, store: &LatestMessages, limit: Option<usize>) -> usize {
-        let mut pending: Vec<&Arc<ModelMessage>> = store
-            .messages()
-            .filter(|m| m.sender != self.config.id)
-            .filter(|m| {
-                self.last_seen
-                    .get(&m.sender)
-                    .is_none_or(|&seen| m.timestamp > seen)
-            })
-            .collect();
-        pending.sort_by_key(|m| (self.taken_at.get(&m.sender).copied(), m.sender));
-        pending.truncate(limit.unwrap_or(usize::MAX));
-        let chosen: Vec<Arc<ModelMessage>> = pending.into_iter().cloned().collect();
+        let offers = store.messages().map(|m| (m.sender, m.timestamp));
+        let mut chosen = self.intake_order(offers);
+        chosen.truncate(limit.unwrap_or(usize::MAX));
+        let by_sender: BTreeMap<SenderId, &Arc<ModelMessage>> =
+            store.messages().map(|m| (m.sender, m)).collect();
         let mut accepted = 0;
-        for message in chosen {
-            self.taken_at.insert(message.sender, self.epoch);
-            if self.receive(message) == Receipt::Accepted {
+        for sender in chosen {
+            self.taken_at.insert(sender, self.epoch);
+            if self.receive(by_sender[&sender].clone()) == Receipt::Accepted {
                 accepted += 1;
             }
         }
         accepted
+    }
+
+    /// The senders among `offers` (sender, timestamp) that this node would take in, in the
+    /// order it would take them: only messages newer than what it processed from their sender,
+    /// senders waited on longest first. Exchanges use it to fetch only what will be used.
+    pub fn intake_order(&self, offers: impl IntoIterator<Item = (SenderId, u64)>) -> Vec<SenderId> {
+        let mut pending: Vec<SenderId> = offers
+            .into_iter()
+            .filter(|&(sender, timestamp)| {
+                sender != self.config.id
+                    && self
+                        .last_seen
+                        .get(&sender)
+                        .is_none_or(|&seen| timestamp > seen)
+            })
+            .map(|(sender, _)| sender)
+            .collect();
+        pending.sort_by_key(|sender| (self.taken_at.get(sender).copied(), *sender));
+        pending.dedup();
+        pending
     }
 
     /// Whether the epoch just ended closes a window.
@@ -177,11 +200,12 @@ impl LearnerNode {
             layout: &self.layout,
         };
         let weights = self.aggregator.aggregate(&input);
-        let senders_heard = self.window.len();
+        let senders: Vec<SenderId> = self.window.iter().map(|(id, _)| *id).collect();
         self.window.clear();
         Some(Aggregation {
             weights,
-            senders_heard,
+            senders_heard: senders.len(),
+            senders,
         })
     }
 

@@ -66,6 +66,24 @@ impl ModuleMapper for Unflatten<'_> {
 }
 
 /// `module` with its parameters replaced by `flat`, which must have the module's layout.
+struct NumberParams {
+    next: u64,
+}
+
+impl ModuleMapper for NumberParams {
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.id = burn::module::ParamId::from(self.next);
+        self.next += 1;
+        param
+    }
+}
+
+/// Gives the parameters ids 0, 1, 2... in layout order instead of random ones, so optimizer
+/// state saved by one process (keyed by parameter id) applies to the same model in another.
+pub fn number_params<M: Module>(module: M) -> M {
+    module.map(&mut NumberParams { next: 0 })
+}
+
 pub fn unflatten<M: Module>(module: M, flat: &[f32]) -> M {
     assert_eq!(
         flat.len(),

@@ -24,6 +24,7 @@ fn config(method: Method) -> SimulationConfig {
         rounds: 2,
         message_loss: 0.0,
         intake: None,
+        fetch: learner::exchange::Fetch::Lacking,
         partition: Partition::Iid,
         seed: 11,
         eval_samples: None,

@@ -1,5 +1,5 @@
-//! Free-form properties (learner components, policies) are kept as JSON values: JSON is what
-//! agents store and replicate, and its maps have string keys and a canonical key order.
+//! Free-form properties (those of policies) are kept as JSON values: JSON is what agents store
+//! and replicate, and its maps have string keys and a canonical key order.
 //!
 //! Converting refuses the YAML that JSON cannot represent (non-string keys, tags, NaN), so the
 //! stored value is exactly what the file said.

@@ -1,6 +1,7 @@
 //! The pure core of gossipctl: the OAM application model, and the parser that validates a
 //! document into it. No file or network I/O happens here.
 
+pub mod learner_link;
 pub mod model;
 pub mod parse;
 pub mod plan;

@@ -114,13 +114,78 @@ pub struct PortSpec {
     pub host_port: Option<u16>,
 }
 
-/// `type: learner`: a gossip-learning replica. Its properties are kept as written, with keys in
-/// a canonical order, until the learner runtime gives them a schema of their own.
+/// `type: learner`: one replica of a gossip-learning job. Replica `i` of `N` trains on shard `i`
+/// of `N` and merges with its peers every `window` epochs. Defaults follow the Delta Sum paper's
+/// protocol (CNN, Adam 1e-3, batch 64, 200 epochs, window 10, about 4 neighbours).
+///
+/// The names are checked against the lists below; the learner crate parses the same names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LearnerSpec {
-    #[serde(default)]
-    pub properties: BTreeMap<String, serde_json::Value>,
+    /// `fashion-mnist` (the Debian package's files, or `$GOSSIP_DATA`), or a directory of IDX files.
+    pub dataset: String,
+    /// One of [`LEARNER_MODELS`].
+    pub model: String,
+    /// One of [`LEARNER_AGGREGATIONS`].
+    pub aggregation: String,
+    pub epochs: u32,
+    /// Epochs between aggregations.
+    pub window: u32,
+    pub batch_size: u32,
+    pub learning_rate: LearningRate,
+    /// `iid` or `dirichlet:ALPHA` with ALPHA > 0.
+    pub partition: String,
+    /// Drives the shared initial weights and the data split; every replica must agree on it.
+    pub seed: u64,
+    /// How many neighbours each replica exchanges with (nearest by round-trip time).
+    pub peers: u32,
+    /// Foreign models taken into the window per epoch (the paper's code takes one).
+    pub intake: u32,
+    /// One of [`LEARNER_BACKENDS`].
+    pub backend: String,
 }
+
+pub const LEARNER_MODELS: [&str; 2] = ["cnn", "mlp"];
+pub const LEARNER_AGGREGATIONS: [&str; 4] = [
+    "delta-sum",
+    "average",
+    "variance-corrected",
+    "delta-sum-in-place",
+];
+pub const LEARNER_BACKENDS: [&str; 2] = ["flex", "ndarray"];
+
+impl Default for LearnerSpec {
+    fn default() -> Self {
+        LearnerSpec {
+            dataset: "fashion-mnist".into(),
+            model: "cnn".into(),
+            aggregation: "delta-sum".into(),
+            epochs: 200,
+            window: 10,
+            batch_size: 64,
+            learning_rate: LearningRate(1e-3),
+            partition: "iid".into(),
+            seed: 1,
+            peers: 4,
+            intake: 1,
+            backend: "flex".into(),
+        }
+    }
+}
+
+/// A positive, finite learning rate. Compared bit for bit, so a component's fingerprint (and
+/// with it, whether a redeploy restarts it) is exact.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LearningRate(pub f64);
+
+impl PartialEq for LearningRate {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for LearningRate {}
 
 /// Where replicas may and should go: the `affinity` and `spread` traits.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

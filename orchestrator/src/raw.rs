@@ -7,6 +7,7 @@
 //! [`Value`] here and is decoded on its own, so one mistake does not hide the others.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::de::{DeserializeOwned, Error as _, IgnoredAny, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -124,6 +125,96 @@ pub(crate) struct RawContainer {
     pub cpu: Option<Value>,
     pub memory: Option<Value>,
     pub restart: Option<String>,
+}
+
+/// `type: learner` properties. Every field is optional: a missing one takes the value of
+/// [`LearnerSpec::default`](crate::model::LearnerSpec). Numbers are read as any [`Integer`] or
+/// [`Number`] so that an out-of-range value gets the validator's message, not serde's.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "learner properties: a mapping with dataset, model, aggregation, epochs, window, batchSize, learningRate, partition, seed, peers, intake and backend"
+)]
+pub(crate) struct RawLearner {
+    pub dataset: Option<String>,
+    pub model: Option<String>,
+    pub aggregation: Option<String>,
+    pub epochs: Option<Integer>,
+    pub window: Option<Integer>,
+    pub batch_size: Option<Integer>,
+    pub learning_rate: Option<Number>,
+    pub partition: Option<String>,
+    pub seed: Option<Integer>,
+    pub peers: Option<Integer>,
+    pub intake: Option<Integer>,
+    pub backend: Option<String>,
+}
+
+/// Any YAML integer, negative or beyond `i64`; type errors say "expected an integer" rather
+/// than naming a Rust type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Integer(pub i128);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IntegerVisitor;
+
+        impl Visitor<'_> for IntegerVisitor {
+            type Value = Integer;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Integer, E> {
+                Ok(Integer(value.into()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Integer, E> {
+                Ok(Integer(value.into()))
+            }
+
+            fn visit_i128<E: serde::de::Error>(self, value: i128) -> Result<Integer, E> {
+                Ok(Integer(value))
+            }
+        }
+
+        deserializer.deserialize_any(IntegerVisitor)
+    }
+}
+
+/// Any YAML number, integers included (`1` is `1.0`); type errors say "expected a number".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Number(pub f64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+
+        impl Visitor<'_> for NumberVisitor {
+            type Value = Number;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number")
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Number, E> {
+                Ok(Number(value))
+            }
+
+            // Integers as large as `u64` become the nearest float, as YAML readers do.
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Number, E> {
+                Ok(Number(value as f64))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Number, E> {
+                Ok(Number(value as f64))
+            }
+        }
+
+        deserializer.deserialize_any(NumberVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,15 +5,16 @@ use serde_yaml::{Mapping, Value};
 
 use crate::emit::to_yaml;
 use crate::model::{
-    Application, Component, ContainerSpec, EnvVar, MatchExpression, Operator, Placement,
-    ProcessSpec, RestartPolicy, Workload,
+    Application, Component, ContainerSpec, EnvVar, LearnerSpec, MatchExpression, Operator,
+    Placement, ProcessSpec, RestartPolicy, Workload,
 };
 use crate::quantity::{format_cpu, format_memory};
 
 impl Application {
     /// Renders this application as a `core.oam.dev/v1beta1` document that
     /// [`parse_application`](crate::parse_application) accepts and turns back into an equal
-    /// `Application`. Defaults (one replica, `restart: Always`) are left out.
+    /// `Application`. Defaults (one replica, `restart: Always`) are left out, except a learner's
+    /// properties, which are written in full.
     pub fn to_oam_yaml(&self) -> String {
         let mut spec = Fields::new().field(
             "components",
@@ -45,7 +46,7 @@ fn render_component(component: &Component) -> Value {
         Workload::Webservice(container) | Workload::Worker(container) => {
             render_container(container)
         }
-        Workload::Learner(learner) => json_object(&learner.properties),
+        Workload::Learner(learner) => render_learner(learner),
     };
     let mut fields = Fields::new()
         .field("name", component.name.as_str())
@@ -70,6 +71,24 @@ fn render_process(process: &ProcessSpec) -> Value {
         fields = fields.field("workingDir", working_dir.as_str());
     }
     render_restart(fields, process.restart).into()
+}
+
+/// Every field, defaults included: what a learner trains is worth seeing in full.
+fn render_learner(learner: &LearnerSpec) -> Value {
+    Fields::new()
+        .field("dataset", learner.dataset.as_str())
+        .field("model", learner.model.as_str())
+        .field("aggregation", learner.aggregation.as_str())
+        .field("epochs", learner.epochs)
+        .field("window", learner.window)
+        .field("batchSize", learner.batch_size)
+        .field("learningRate", learner.learning_rate.0)
+        .field("partition", learner.partition.as_str())
+        .field("seed", learner.seed)
+        .field("peers", learner.peers)
+        .field("intake", learner.intake)
+        .field("backend", learner.backend.as_str())
+        .into()
 }
 
 fn render_container(container: &ContainerSpec) -> Value {

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use serde_yaml::Value;
 
 use crate::diagnostics::Report;
-use crate::json::to_json_object;
 use crate::model::{
-    ContainerSpec, EnvVar, LearnerSpec, PortSpec, ProcessSpec, RestartPolicy, Workload,
+    ContainerSpec, EnvVar, LEARNER_AGGREGATIONS, LEARNER_BACKENDS, LEARNER_MODELS, LearnerSpec,
+    LearningRate, PortSpec, ProcessSpec, RestartPolicy, Workload,
 };
 use crate::names::{check_env_var_name, check_no_nul};
 use crate::path::FieldPath;
 use crate::quantity::{parse_cpu, parse_memory};
-use crate::raw::{RawContainer, RawEnvVar, RawPort, RawProcess};
+use crate::raw::{Integer, RawContainer, RawEnvVar, RawLearner, RawPort, RawProcess};
 
 /// The component types this orchestrator can run, in the order error messages list them.
 pub(crate) const COMPONENT_TYPES: [&str; 4] = ["process", "webservice", "worker", "learner"];
@@ -56,8 +56,7 @@ pub(crate) fn decode_workload(
         "webservice" => decode_container(properties, path, report, true, Workload::Webservice),
         "worker" => decode_container(properties, path, report, false, Workload::Worker),
         "learner" => DecodedWorkload::without_resources(
-            to_json_object(Some(properties), path, report)
-                .map(|properties| Workload::Learner(LearnerSpec { properties })),
+            decode_learner(properties, path, report).map(Workload::Learner),
         ),
         other => {
             report.error(
@@ -104,6 +103,228 @@ fn decode_process(properties: Value, path: &FieldPath, report: &mut Report) -> O
         working_dir: raw.working_dir,
         restart: restart?,
     })
+}
+
+/// The most epochs a learner may be asked to train for.
+const MAX_EPOCHS: u32 = 100_000;
+/// The largest minibatch: far beyond what fits a replica's memory for the supported models.
+const MAX_BATCH_SIZE: u32 = 65_536;
+/// The most neighbours or foreign models per epoch: a learner cannot usefully exceed the
+/// largest number of replicas a component may have.
+const MAX_PEERS: u32 = 10_000;
+
+/// `type: learner`: every property is optional and takes [`LearnerSpec::default`]'s value
+/// when left out; every one given is checked, and all problems are reported together.
+fn decode_learner(properties: Value, path: &FieldPath, report: &mut Report) -> Option<LearnerSpec> {
+    let raw: RawLearner = report.decode(properties, path)?;
+    let default = LearnerSpec::default();
+    let dataset = match raw.dataset {
+        None => Some(default.dataset),
+        Some(dataset) if dataset.is_empty() => {
+            report.error(
+                &path.key("dataset"),
+                "dataset is empty; expected fashion-mnist or a directory of IDX files",
+            );
+            None
+        }
+        Some(dataset) => report
+            .check(&path.key("dataset"), check_no_nul("dataset", &dataset))
+            .then_some(dataset),
+    };
+    let model = check_name(
+        raw.model,
+        default.model,
+        "model",
+        &LEARNER_MODELS,
+        path,
+        report,
+    );
+    let aggregation = check_name(
+        raw.aggregation,
+        default.aggregation,
+        "aggregation",
+        &LEARNER_AGGREGATIONS,
+        path,
+        report,
+    );
+    let backend = check_name(
+        raw.backend,
+        default.backend,
+        "backend",
+        &LEARNER_BACKENDS,
+        path,
+        report,
+    );
+    let epochs = check_count(
+        raw.epochs,
+        default.epochs,
+        "epochs",
+        MAX_EPOCHS,
+        path,
+        report,
+    );
+    let window = check_count(
+        raw.window,
+        default.window,
+        "window",
+        MAX_EPOCHS,
+        path,
+        report,
+    );
+    let batch_size = check_count(
+        raw.batch_size,
+        default.batch_size,
+        "batchSize",
+        MAX_BATCH_SIZE,
+        path,
+        report,
+    );
+    let peers = check_count(raw.peers, default.peers, "peers", MAX_PEERS, path, report);
+    let intake = check_count(
+        raw.intake,
+        default.intake,
+        "intake",
+        MAX_PEERS,
+        path,
+        report,
+    );
+    let window = match (epochs, window) {
+        (Some(epochs), Some(window)) if window > epochs => {
+            let which = if raw.window.is_none() {
+                " (the default)"
+            } else {
+                ""
+            };
+            report.error(
+                &path.key("window"),
+                format!(
+                    "window {window}{which} exceeds epochs {epochs}; expected an integer from 1 \
+                     to {epochs}, the number of epochs between aggregations"
+                ),
+            );
+            None
+        }
+        (_, window) => window,
+    };
+    let learning_rate = match raw.learning_rate.map(|rate| rate.0) {
+        None => Some(default.learning_rate),
+        Some(rate) if rate.is_finite() && rate > 0.0 => Some(LearningRate(rate)),
+        Some(rate) => {
+            report.error(
+                &path.key("learningRate"),
+                format!(
+                    "invalid learningRate {rate}; expected a finite number greater than 0, \
+                     e.g. 0.001"
+                ),
+            );
+            None
+        }
+    };
+    let partition = match raw.partition {
+        None => Some(default.partition),
+        Some(partition) if is_partition(&partition) => Some(partition),
+        Some(partition) => {
+            report.error(
+                &path.key("partition"),
+                format!(
+                    "invalid partition {partition:?}; expected iid or dirichlet:ALPHA with ALPHA \
+                     a finite number greater than 0, e.g. dirichlet:0.5"
+                ),
+            );
+            None
+        }
+    };
+    let seed = match raw.seed.map(|seed| seed.0) {
+        None => Some(default.seed),
+        Some(seed) => match u64::try_from(seed) {
+            Ok(seed) => Some(seed),
+            Err(_) => {
+                report.error(
+                    &path.key("seed"),
+                    format!(
+                        "invalid seed {seed}; expected a non-negative integer, at most {}",
+                        u64::MAX
+                    ),
+                );
+                None
+            }
+        },
+    };
+    Some(LearnerSpec {
+        dataset: dataset?,
+        model: model?,
+        aggregation: aggregation?,
+        epochs: epochs?,
+        window: window?,
+        batch_size: batch_size?,
+        learning_rate: learning_rate?,
+        partition: partition?,
+        seed: seed?,
+        peers: peers?,
+        intake: intake?,
+        backend: backend?,
+    })
+}
+
+/// A learner property that names one of `allowed`; `default` when it is left out.
+fn check_name(
+    value: Option<String>,
+    default: String,
+    field: &str,
+    allowed: &[&str],
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<String> {
+    match value {
+        None => Some(default),
+        Some(value) if allowed.contains(&value.as_str()) => Some(value),
+        Some(value) => {
+            report.error(
+                &path.key(field),
+                format!(
+                    "unknown {field} {value:?}; expected one of {}",
+                    allowed.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A learner property that counts something: an integer from 1 to `max`; `default` when it
+/// is left out.
+fn check_count(
+    value: Option<Integer>,
+    default: u32,
+    field: &str,
+    max: u32,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<u32> {
+    let Some(Integer(value)) = value else {
+        return Some(default);
+    };
+    match u32::try_from(value) {
+        Ok(count) if (1..=max).contains(&count) => Some(count),
+        _ => {
+            report.error(
+                &path.key(field),
+                format!("invalid {field} {value}; expected an integer from 1 to {max}"),
+            );
+            None
+        }
+    }
+}
+
+/// `iid` or `dirichlet:ALPHA` with ALPHA finite and positive, read as the learner reads it.
+fn is_partition(partition: &str) -> bool {
+    match partition.split_once(':') {
+        None => partition == "iid",
+        Some(("dirichlet", alpha)) => alpha
+            .parse::<f64>()
+            .is_ok_and(|alpha| alpha.is_finite() && alpha > 0.0),
+        Some(_) => false,
+    }
 }
 
 fn check_command(

@@ -15,6 +15,7 @@ pub use report::{SummaryRow, markdown_table, read_metrics, summarize, write_repo
 
 use crate::aggregate::Method;
 use crate::data::{NodeShard, Partition, Splits, partition};
+use crate::exchange::{Fetch, plan_fetches};
 use crate::gossip::{DIGEST_ENTRY_BYTES, LatestMessages};
 use crate::message::ModelMessage;
 use crate::node::{LearnerNode, NodeConfig};
@@ -37,6 +38,9 @@ pub struct SimulationConfig {
     pub message_loss: f64,
     /// Peer messages a node takes in per epoch (`None`: all that arrived).
     pub intake: Option<usize>,
+    /// What an exchange fetches. With [`Fetch::Intake`] a node fetches once per epoch, from
+    /// its neighbours' stores as they stood after training, and `rounds` is not used.
+    pub fetch: Fetch,
     pub partition: Partition,
     pub seed: u64,
     /// Evaluate on the first this many test examples (all when `None`); the last evaluation
@@ -60,6 +64,7 @@ impl SimulationConfig {
             rounds: 3,
             message_loss: 0.0,
             intake: Some(1),
+            fetch: Fetch::Lacking,
             partition: Partition::Iid,
             seed: 1,
             eval_samples: None,
@@ -149,14 +154,26 @@ pub fn run(config: &SimulationConfig, data: &Splits, mut on_epoch: impl FnMut(u6
             node.store.offer(message);
             node.weights = after;
         });
-        for _ in 0..config.rounds {
-            gossip_round(
+        match config.fetch {
+            Fetch::Lacking => {
+                for _ in 0..config.rounds {
+                    gossip_round(
+                        &mut nodes,
+                        &graph,
+                        message_bytes,
+                        config.message_loss,
+                        &mut loss_rng,
+                    );
+                }
+            }
+            Fetch::Intake => intake_exchange(
                 &mut nodes,
                 &graph,
+                config.intake,
                 message_bytes,
                 config.message_loss,
                 &mut loss_rng,
-            );
+            ),
         }
         for node in &mut nodes {
             node.learner.take_in(&node.store, config.intake);
@@ -226,6 +243,48 @@ fn gossip_round(
             sent[index] += digest.len() as u64 * DIGEST_ENTRY_BYTES;
             let wanted: Vec<Arc<ModelMessage>> = snapshots[peer].newer_than(&digest);
             for message in wanted {
+                sent[peer] += message_bytes;
+                if loss > 0.0 && rng.random_bool(loss) {
+                    continue;
+                }
+                nodes[index].store.offer(message);
+            }
+        }
+    }
+    for (node, bytes) in nodes.iter_mut().zip(sent) {
+        node.bytes_sent += bytes;
+    }
+}
+
+/// One exchange per epoch in which every node fetches only what it will take in (see
+/// [`Fetch::Intake`]), planned on its neighbours' digests as they stood after training.
+fn intake_exchange(
+    nodes: &mut [SimNode],
+    graph: &Graph,
+    intake: Option<usize>,
+    message_bytes: u64,
+    loss: f64,
+    rng: &mut StdRng,
+) {
+    let snapshots: Vec<LatestMessages> = nodes.iter().map(|n| n.store.clone()).collect();
+    let mut sent = vec![0u64; nodes.len()];
+    for (index, neighbours) in graph.neighbours.iter().enumerate() {
+        let offers: Vec<_> = neighbours.iter().map(|&p| snapshots[p].digest()).collect();
+        let held = nodes[index].store.digest();
+        // Asking for a digest costs the asker nothing but the request; the answer is the
+        // neighbour's digest.
+        for (&peer, offer) in neighbours.iter().zip(&offers) {
+            sent[peer] += offer.len() as u64 * DIGEST_ENTRY_BYTES;
+        }
+        let plan = plan_fetches(Fetch::Intake, &nodes[index].learner, intake, &held, &offers);
+        for (neighbour, senders) in plan {
+            let peer = neighbours[neighbour];
+            let fetched: Vec<Arc<ModelMessage>> = snapshots[peer]
+                .messages()
+                .filter(|m| senders.contains(&m.sender))
+                .cloned()
+                .collect();
+            for message in fetched {
                 sent[peer] += message_bytes;
                 if loss > 0.0 && rng.random_bool(loss) {
                     continue;

@@ -7,8 +7,9 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::model::{
-    Component, ContainerSpec, EnvVar, LearnerSpec, MatchExpression, Operator, Placement, PortSpec,
-    PreferredTerm, ProcessSpec, Resources, RestartPolicy, Spread, Workload,
+    Component, ContainerSpec, EnvVar, LEARNER_AGGREGATIONS, LEARNER_BACKENDS, LEARNER_MODELS,
+    LearnerSpec, LearningRate, MatchExpression, Operator, Placement, PortSpec, PreferredTerm,
+    ProcessSpec, Resources, RestartPolicy, Spread, Workload,
 };
 
 fn dns_label() -> impl Strategy<Value = String> {
@@ -139,12 +140,84 @@ fn json_object() -> impl Strategy<Value = BTreeMap<String, serde_json::Value>> {
     prop::collection::btree_map(text(), json(), 0..3)
 }
 
+/// A positive, finite float: the usual values, and any other that is representable.
+fn positive_float() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        prop::sample::select(vec![
+            1e-3,
+            0.01,
+            0.5,
+            1.0,
+            3.0,
+            1e-7,
+            6.02e23,
+            f64::MIN_POSITIVE
+        ]),
+        any::<f64>().prop_filter("positive and finite", |x| x.is_finite() && *x > 0.0),
+    ]
+}
+
+fn learner() -> impl Strategy<Value = Workload> {
+    let dataset = prop_oneof![
+        Just("fashion-mnist".to_owned()),
+        "/[a-z0-9/._-]{0,12}",
+        text().prop_filter("not empty", |text| !text.is_empty()),
+    ];
+    let partition = prop_oneof![
+        Just("iid".to_owned()),
+        positive_float().prop_map(|alpha| format!("dirichlet:{alpha}")),
+    ];
+    let names = (
+        prop::sample::select(LEARNER_MODELS.to_vec()),
+        prop::sample::select(LEARNER_AGGREGATIONS.to_vec()),
+        prop::sample::select(LEARNER_BACKENDS.to_vec()),
+    );
+    let epochs_and_window = (1..=100_000u32).prop_flat_map(|epochs| (Just(epochs), 1..=epochs));
+    let counts = (1..=65_536u32, 1..=10_000u32, 1..=10_000u32);
+    (
+        dataset,
+        names,
+        epochs_and_window,
+        counts,
+        positive_float(),
+        partition,
+        any::<u64>(),
+    )
+        .prop_map(
+            |(
+                dataset,
+                (model, aggregation, backend),
+                (epochs, window),
+                (batch_size, peers, intake),
+                learning_rate,
+                partition,
+                seed,
+            )| {
+                Workload::Learner(LearnerSpec {
+                    dataset,
+                    model: model.to_owned(),
+                    aggregation: aggregation.to_owned(),
+                    epochs,
+                    window,
+                    batch_size,
+                    learning_rate: LearningRate(learning_rate),
+                    partition,
+                    seed,
+                    peers,
+                    intake,
+                    backend: backend.to_owned(),
+                })
+            },
+        )
+}
+
 fn workload() -> impl Strategy<Value = Workload> {
     prop_oneof![
         process(),
         container(true),
         container(false),
-        json_object().prop_map(|properties| Workload::Learner(LearnerSpec { properties })),
+        Just(Workload::Learner(LearnerSpec::default())),
+        learner(),
     ]
 }
 

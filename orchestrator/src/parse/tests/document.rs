@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::model::{Resources, RestartPolicy, Workload};
+use crate::model::{LearnerSpec, Resources, RestartPolicy, Spread, Workload};
 
 #[test]
 fn the_hello_example_validates() {
@@ -34,6 +34,46 @@ fn the_hello_example_validates() {
         panic!("ticker is a process");
     };
     assert_eq!(process.restart, RestartPolicy::OnFailure);
+    assert_eq!(parse_ok(&application.to_oam_yaml()), application);
+}
+
+#[test]
+fn the_fashion_mnist_example_validates() {
+    let source = include_str!("../../../../examples/fashion-mnist-delta-sum.yaml");
+    let application = parse_ok(source);
+    assert_eq!(application.name, "fashion-mnist");
+    let [learner, dashboard] = application.components.as_slice() else {
+        panic!("expected two components");
+    };
+    assert_eq!(learner.name, "learner");
+    assert_eq!(learner.replicas, 3);
+    assert_eq!(
+        learner.placement.spread,
+        Some(Spread {
+            topology_key: None,
+            max_skew: 1
+        })
+    );
+    let Workload::Learner(spec) = &learner.workload else {
+        panic!("learner is a learner");
+    };
+    assert_eq!(
+        *spec,
+        LearnerSpec {
+            model: "mlp".into(),
+            aggregation: "delta-sum".into(),
+            epochs: 30,
+            window: 5,
+            peers: 2,
+            ..LearnerSpec::default()
+        }
+    );
+    assert_eq!(dashboard.name, "dashboard");
+    assert_eq!(dashboard.replicas, 1);
+    let Workload::Process(process) = &dashboard.workload else {
+        panic!("dashboard is a process");
+    };
+    assert_eq!(process.command[..2], ["sh", "-c"]);
     assert_eq!(parse_ok(&application.to_oam_yaml()), application);
 }
 

@@ -1,7 +1,7 @@
 //! Component types and their properties.
 
 use super::*;
-use crate::model::{PortSpec, Resources, RestartPolicy, Workload};
+use crate::model::{LearnerSpec, LearningRate, PortSpec, Resources, RestartPolicy, Workload};
 
 #[test]
 fn unknown_component_type_lists_the_known_ones() {
@@ -230,37 +230,327 @@ fn container_errors() {
     );
 }
 
+/// The learner component `mnist` with `properties`, each line indented under it.
+fn learner(properties: &str) -> String {
+    let mut components = "- name: mnist\n  type: learner\n  properties:\n".to_owned();
+    for line in properties.lines() {
+        components.push_str("    ");
+        components.push_str(line);
+        components.push('\n');
+    }
+    document(&components)
+}
+
+fn only_learner(source: &str) -> LearnerSpec {
+    match only_component(source).workload {
+        Workload::Learner(learner) => learner,
+        other => panic!("expected a learner, got {other:?}"),
+    }
+}
+
 #[test]
-fn learner_properties_are_kept_with_sorted_keys() {
-    let source = document(
-        "- name: mnist
-  type: learner
-  properties:
-    rounds: 10
-    dataset: mnist
-    model: {layers: [784, 128, 10], rate: 0.01, dropout: null, shuffle: true}
+fn learner_properties_default_to_the_papers_protocol() {
+    let empty = document("- name: mnist\n  type: learner\n  properties: {}\n");
+    assert_eq!(only_learner(&empty), LearnerSpec::default());
+    let absent = document("- name: mnist\n  type: learner\n");
+    assert_eq!(only_learner(&absent), LearnerSpec::default());
+    let null = document("- name: mnist\n  type: learner\n  properties:\n");
+    assert_eq!(only_learner(&null), LearnerSpec::default());
+}
+
+#[test]
+fn learner_properties_are_kept() {
+    let source = learner(
+        "dataset: /var/lib/gossip/fashion-mnist
+model: mlp
+aggregation: average
+epochs: 5
+window: 5
+batchSize: 32
+learningRate: 0.01
+partition: dirichlet:0.5
+seed: 7
+peers: 2
+intake: 1
+backend: ndarray
 ",
     );
-    let Workload::Learner(learner) = only_component(&source).workload else {
-        panic!("a learner");
-    };
-    let keys: Vec<&str> = learner.properties.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["dataset", "model", "rounds"]);
     assert_eq!(
-        learner.properties["model"],
-        serde_json::json!({"dropout": null, "layers": [784, 128, 10], "rate": 0.01, "shuffle": true})
+        only_learner(&source),
+        LearnerSpec {
+            dataset: "/var/lib/gossip/fashion-mnist".into(),
+            model: "mlp".into(),
+            aggregation: "average".into(),
+            epochs: 5,
+            window: 5,
+            batch_size: 32,
+            learning_rate: LearningRate(0.01),
+            partition: "dirichlet:0.5".into(),
+            seed: 7,
+            peers: 2,
+            intake: 1,
+            backend: "ndarray".into(),
+        }
+    );
+    // What is left out keeps its default; integers are numbers; seeds span all of u64.
+    let source =
+        learner("aggregation: variance-corrected\nlearningRate: 1\nseed: 18446744073709551615\n");
+    assert_eq!(
+        only_learner(&source),
+        LearnerSpec {
+            aggregation: "variance-corrected".into(),
+            learning_rate: LearningRate(1.0),
+            seed: u64::MAX,
+            ..LearnerSpec::default()
+        }
+    );
+}
+
+#[test]
+fn learner_round_trips_through_rendering() {
+    let source = learner("model: mlp\nlearningRate: 0.0003\npartition: dirichlet:0.1\n");
+    let application = parse_ok(&source);
+    let rendered = application.to_oam_yaml();
+    for field in [
+        "dataset: fashion-mnist",
+        "batchSize: 64",
+        "learningRate: 0.0003",
+        "partition: \"dirichlet:0.1\"",
+        "backend: flex",
+    ] {
+        assert!(rendered.contains(field), "{field:?} in:\n{rendered}");
+    }
+    assert_eq!(parse_ok(&rendered), application);
+}
+
+#[test]
+fn invalid_learner_properties_are_each_reported_at_their_field() {
+    let source = learner(
+        "dataset: \"\"
+model: resnet
+aggregation: median
+epochs: 0
+window: 0
+batchSize: 100000
+learningRate: 0
+partition: dirichlet:-1
+seed: -1
+peers: 0
+intake: -2
+backend: cuda
+",
+    );
+    let diagnostics = parse_err(&source);
+    let properties = "spec.components[0].properties";
+    let cases = [
+        (
+            "dataset",
+            "dataset is empty; expected fashion-mnist or a directory",
+        ),
+        (
+            "model",
+            "unknown model \"resnet\"; expected one of cnn, mlp",
+        ),
+        (
+            "aggregation",
+            "unknown aggregation \"median\"; expected one of delta-sum, average, \
+             variance-corrected, delta-sum-in-place",
+        ),
+        (
+            "epochs",
+            "invalid epochs 0; expected an integer from 1 to 100000",
+        ),
+        (
+            "window",
+            "invalid window 0; expected an integer from 1 to 100000",
+        ),
+        (
+            "batchSize",
+            "invalid batchSize 100000; expected an integer from 1 to 65536",
+        ),
+        (
+            "learningRate",
+            "invalid learningRate 0; expected a finite number greater than 0",
+        ),
+        (
+            "partition",
+            "invalid partition \"dirichlet:-1\"; expected iid or dirichlet:ALPHA with ALPHA a \
+             finite number greater than 0",
+        ),
+        (
+            "seed",
+            "invalid seed -1; expected a non-negative integer, at most 18446744073709551615",
+        ),
+        (
+            "peers",
+            "invalid peers 0; expected an integer from 1 to 10000",
+        ),
+        (
+            "intake",
+            "invalid intake -2; expected an integer from 1 to 10000",
+        ),
+        (
+            "backend",
+            "unknown backend \"cuda\"; expected one of flex, ndarray",
+        ),
+    ];
+    for (field, words) in cases {
+        at(&diagnostics, &format!("{properties}.{field}"), words);
+    }
+    assert_eq!(diagnostics.len(), cases.len(), "{diagnostics:#?}");
+    // Each points at its field: `model` is on the second property line.
+    let model = at(&diagnostics, &format!("{properties}.model"), "");
+    assert_eq!(position(model), (11, 9));
+}
+
+#[test]
+fn learner_value_edge_cases() {
+    let properties = "spec.components[0].properties";
+    let refused = [
+        (
+            "window: 20\nepochs: 10\n",
+            "window",
+            "window 20 exceeds epochs 10; expected an integer from 1 to 10",
+        ),
+        (
+            "epochs: 5\n",
+            "window",
+            "window 10 (the default) exceeds epochs 5",
+        ),
+        (
+            "epochs: 100001\n",
+            "epochs",
+            "expected an integer from 1 to 100000",
+        ),
+        (
+            "peers: 4294967296\n",
+            "peers",
+            "invalid peers 4294967296; expected an integer from 1",
+        ),
+        (
+            "learningRate: -0.1\n",
+            "learningRate",
+            "expected a finite number greater than 0",
+        ),
+        (
+            "learningRate: .inf\n",
+            "learningRate",
+            "invalid learningRate inf",
+        ),
+        (
+            "learningRate: .nan\n",
+            "learningRate",
+            "invalid learningRate NaN",
+        ),
+        (
+            "partition: dirichlet:0\n",
+            "partition",
+            "expected iid or dirichlet:ALPHA",
+        ),
+        (
+            "partition: dirichlet:inf\n",
+            "partition",
+            "expected iid or dirichlet:ALPHA",
+        ),
+        (
+            "partition: dirichlet\n",
+            "partition",
+            "expected iid or dirichlet:ALPHA",
+        ),
+        (
+            "partition: IID\n",
+            "partition",
+            "expected iid or dirichlet:ALPHA",
+        ),
+        (
+            "partition: \"iid:1\"\n",
+            "partition",
+            "expected iid or dirichlet:ALPHA",
+        ),
+        (
+            "dataset: \"a\\0b\"\n",
+            "dataset",
+            "dataset contains a NUL character",
+        ),
+        ("model: CNN\n", "model", "expected one of cnn, mlp"),
+    ];
+    for (written, field, words) in refused {
+        let diagnostics = parse_err(&learner(written));
+        at(&diagnostics, &format!("{properties}.{field}"), words);
+        assert_eq!(diagnostics.len(), 1, "{written}: {diagnostics:#?}");
+    }
+    let accepted = [
+        ("epochs: 10\nwindow: 10\n", "window as long as the run"),
+        ("epochs: 1\nwindow: 1\nbatchSize: 65536\n", "the bounds"),
+        ("partition: dirichlet:1e-3\n", "an exponent"),
+        ("partition: iid\n", "iid"),
+        ("learningRate: 2e-4\n", "an exponent"),
+        ("seed: 0\n", "seed zero"),
+    ];
+    for (written, what) in accepted {
+        let application = parse_application(&learner(written), "app.yaml");
+        assert!(application.is_ok(), "{what}: {application:?}");
+    }
+}
+
+#[test]
+fn learner_unknown_properties_list_the_known_ones() {
+    let source = learner("epoch: 10\nrounds: 3\nmodel: mlp\n");
+    let diagnostics = parse_err(&source);
+    let known = "expected one of dataset, model, aggregation, epochs, window, batchSize, \
+                 learningRate, partition, seed, peers, intake, backend";
+    let epoch = at(
+        &diagnostics,
+        "spec.components[0].properties.epoch",
+        &format!("unknown field \"epoch\"; {known}"),
+    );
+    assert_eq!(position(epoch), (10, 9));
+    at(
+        &diagnostics,
+        "spec.components[0].properties.rounds",
+        "unknown field \"rounds\"",
+    );
+    assert_eq!(diagnostics.len(), 2);
+}
+
+#[test]
+fn learner_type_errors_have_position_and_path() {
+    let diagnostics = parse_err(&learner("model: mlp\nepochs: ten\n"));
+    let error = at(
+        &diagnostics,
+        "spec.components[0].properties.epochs",
+        "invalid type: string \"ten\", expected an integer",
+    );
+    assert_eq!(position(error), (11, 9));
+    let text = Diagnostics(diagnostics.clone()).to_string();
+    assert!(
+        text.starts_with("app.yaml:11:9: spec.components[0].properties.epochs: "),
+        "{text}"
+    );
+    let diagnostics = parse_err(&learner("learningRate: \"0.01\"\n"));
+    at(
+        &diagnostics,
+        "spec.components[0].properties.learningRate",
+        "expected a number",
+    );
+    let diagnostics = parse_err(&learner("window: 2.5\n"));
+    at(
+        &diagnostics,
+        "spec.components[0].properties.window",
+        "expected an integer",
+    );
+    let diagnostics = parse_err(&learner("model: [mlp]\n"));
+    at(
+        &diagnostics,
+        "spec.components[0].properties.model",
+        "expected a string",
     );
     let diagnostics = parse_err(&document(
-        "- name: l\n  type: learner\n  properties: {1: x, rate: .inf}\n",
+        "- name: mnist\n  type: learner\n  properties: [mlp]\n",
     ));
     at(
         &diagnostics,
         "spec.components[0].properties",
-        "mapping key 1 is not a string",
-    );
-    at(
-        &diagnostics,
-        "spec.components[0].properties.rate",
-        "not a finite number",
+        "expected learner properties: a mapping with dataset, model",
     );
 }

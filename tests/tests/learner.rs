@@ -1,0 +1,226 @@
+//! The learner workload across real agents: replicas in their own processes, exchanging models
+//! through the agents' mutual-TLS QUIC connections, surviving the loss of a node.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent::api::{ErrorKind, Request, Response};
+use agent::client::Client;
+use agent::identity::Credentials;
+use e2e::{Cluster, gossipctl, wait_for};
+use serde_json::Value;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../learner/tests/fixtures/fashion-mnist-small")
+}
+
+fn app(epochs: u32) -> String {
+    format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: fmnist
+spec:
+  components:
+    - name: learner
+      type: learner
+      properties:
+        dataset: {dataset}
+        model: mlp
+        aggregation: delta-sum
+        epochs: {epochs}
+        window: 5
+        batchSize: 32
+        peers: 2
+        seed: 3
+      traits:
+        - type: scaler
+          properties: {{replicas: 3}}
+        - type: spread
+          properties: {{}}
+    - name: sidecar
+      type: process
+      properties:
+        command: ["sleep", "600"]
+"#,
+        dataset = fixture().display()
+    )
+}
+
+fn learners(cluster: &Cluster, agent: usize) -> Vec<Value> {
+    let run = cluster.ctl_at(agent, &["get", "workloads", "-o", "json"]);
+    if run.code != 0 {
+        return Vec::new();
+    }
+    run.json()
+        .as_array()
+        .expect("workloads")
+        .iter()
+        .filter(|w| w["component"] == "learner")
+        .cloned()
+        .collect()
+}
+
+fn epoch(workload: &Value) -> u64 {
+    workload["learner"]["epoch"].as_u64().unwrap_or(0)
+}
+
+fn agent_index(node: &str) -> usize {
+    node.strip_prefix("node-")
+        .and_then(|n| n.parse().ok())
+        .expect("local cluster node names are node-K")
+}
+
+#[test]
+fn replicas_learn_together_and_a_moved_replica_resumes_from_its_checkpoint() {
+    let cluster = Cluster::up_joined(4);
+    cluster
+        .ctl(&["deploy", &cluster.write("app.yaml", &app(400))])
+        .ok();
+
+    // Let every replica make real progress, then kill the agent running replica 1.
+    wait_for(
+        "every replica past epoch 20",
+        Duration::from_secs(120),
+        || {
+            let replicas = learners(&cluster, 1);
+            replicas.len() == 3 && replicas.iter().all(|w| epoch(w) >= 20)
+        },
+    );
+    let before = learners(&cluster, 1);
+    let victim = before
+        .iter()
+        .find(|w| w["replica"] == 1)
+        .expect("replica 1")
+        .clone();
+    let victim_node = victim["node"].as_str().unwrap().to_string();
+    let victim_agent = agent_index(&victim_node);
+    cluster.kill_agent(victim_agent);
+    let observer = if victim_agent == 1 { 2 } else { 1 };
+
+    wait_for(
+        "replica 1 running on a survivor",
+        Duration::from_secs(60),
+        || {
+            learners(&cluster, observer).iter().any(|w| {
+                w["replica"] == 1
+                    && w["node"] != victim_node.as_str()
+                    && matches!(w["state"].as_str(), Some("running" | "succeeded"))
+            })
+        },
+    );
+    wait_for("every replica to finish", Duration::from_secs(300), || {
+        let replicas = learners(&cluster, observer);
+        replicas.len() == 3 && replicas.iter().all(|w| w["state"] == "succeeded")
+    });
+
+    let finals = learners(&cluster, observer);
+    for replica in &finals {
+        let accuracy = replica["learner"]["test_accuracy"].as_f64().unwrap();
+        assert!(
+            accuracy > 0.5,
+            "{} ended at {accuracy}, barely above chance (0.1)",
+            replica["id"]
+        );
+        assert_eq!(epoch(replica), 400, "{replica}");
+        assert!(replica["learner"]["final_model"].is_string(), "{replica}");
+    }
+    let moved = finals.iter().find(|w| w["replica"] == 1).unwrap();
+    let resumed = moved["learner"]["resumed_from"].as_u64().unwrap_or(0);
+    assert!(
+        resumed >= 10,
+        "the moved replica started over instead of resuming: {moved}"
+    );
+
+    // Each replica merged models from the others, and says so in its log.
+    let logs = cluster
+        .ctl_at(observer, &["logs", "fmnist/learner", "--tail", "2000"])
+        .ok()
+        .stdout;
+    for me in 0..3u32 {
+        let heard_others = logs.lines().any(|line| {
+            line.contains(&format!("fmnist/learner/{me}"))
+                && line.contains("from replicas [")
+                && (0..3).filter(|&other| other != me).any(|other| {
+                    let list = line.rsplit_once('[').map_or("", |(_, l)| l);
+                    list.split([',', ']', ' ']).any(|n| n == other.to_string())
+                })
+        });
+        assert!(
+            heard_others,
+            "replica {me} never merged a peer's model:\n{logs}"
+        );
+    }
+    assert!(
+        logs.contains("resumed at epoch"),
+        "the moved replica's log does not say it resumed:\n{logs}"
+    );
+
+    // `describe app` sums the learners up and says where the final models are.
+    let described = cluster
+        .ctl_at(observer, &["describe", "app", "fmnist"])
+        .ok();
+    assert!(
+        described.stdout.contains("final model of learner"),
+        "{}",
+        described.stdout
+    );
+}
+
+fn agent_address(cluster: &Cluster) -> SocketAddr {
+    cluster.address(1).parse().expect("agent address")
+}
+
+#[test]
+fn learner_calls_need_a_cluster_node_certificate() {
+    let cluster = Cluster::up(1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let call = Request::LearnerCall {
+        workload: "fmnist/learner/0".into(),
+        from: 99,
+    };
+
+    // A client of another cluster does not get through the handshake.
+    let foreign = tempfile::tempdir().unwrap();
+    gossipctl(
+        &["cluster", "init", "--dir", foreign.path().to_str().unwrap()],
+        Path::new("/nonexistent"),
+    )
+    .ok();
+    let outsider = Credentials::load(
+        &cluster.dir.path().join("ca.crt"),
+        &foreign.path().join("admin.crt"),
+        &foreign.path().join("admin.key"),
+    )
+    .unwrap();
+    let refused = runtime.block_on(Client::connect(&[agent_address(&cluster)], &outsider));
+    assert!(refused.is_err(), "a foreign certificate connected");
+
+    // The cluster's own admin may operate the cluster, but is not a node: no model calls.
+    let admin = Credentials::load(
+        &cluster.dir.path().join("ca.crt"),
+        &cluster.dir.path().join("admin.crt"),
+        &cluster.dir.path().join("admin.key"),
+    )
+    .unwrap();
+    let response = runtime.block_on(async {
+        let client = Client::connect(&[agent_address(&cluster)], &admin)
+            .await
+            .unwrap();
+        client.request(&call).await.unwrap()
+    });
+    assert!(
+        matches!(
+            response,
+            Response::Error {
+                kind: ErrorKind::Forbidden,
+                ..
+            }
+        ),
+        "{response:?}"
+    );
+}
