@@ -111,3 +111,36 @@ fn the_report_has_metrics_a_summary_and_plots() {
         assert!(svg.contains("<svg") && svg.contains("average"), "{plot}");
     }
 }
+
+#[test]
+fn fetching_only_the_intake_learns_as_well_on_a_fraction_of_the_bytes() {
+    let splits = data::load(Some(&learner::fixture_dir())).unwrap();
+    let mut lacking = config(Method::DeltaSum);
+    lacking.intake = Some(1);
+    lacking.epochs = 10;
+    let intake = SimulationConfig {
+        fetch: learner::exchange::Fetch::Intake,
+        ..lacking.clone()
+    };
+    let finals = |run: &simulate::RunResult| -> Vec<(f64, u64)> {
+        run.metrics
+            .iter()
+            .filter(|m| m.epoch == 10)
+            .map(|m| (m.test.accuracy, m.bytes_sent))
+            .collect()
+    };
+    let lacking = finals(&simulate::run(&lacking, &splits, |_| {}));
+    let intake = finals(&simulate::run(&intake, &splits, |_| {}));
+    let bytes = |rows: &[(f64, u64)]| rows.iter().map(|r| r.1).sum::<u64>();
+    for (accuracy, _) in &intake {
+        assert!(*accuracy > 0.5, "a node ended at {accuracy}");
+    }
+    // A ring of 4 over 2 rounds delivers all 3 peers' messages each epoch; intake 1 fetches
+    // one of them.
+    assert!(
+        bytes(&intake) * 2 < bytes(&lacking),
+        "intake {} vs lacking {} bytes",
+        bytes(&intake),
+        bytes(&lacking)
+    );
+}
