@@ -195,6 +195,15 @@ impl Cluster {
         json.as_array().expect("workloads array").clone()
     }
 
+    /// `get workloads -o json` as seen by agent `index`; empty while it does not answer.
+    pub fn workloads_at(&self, index: usize) -> Vec<serde_json::Value> {
+        let run = self.ctl_at(index, &["get", "workloads", "-o", "json"]);
+        if run.code != 0 {
+            return Vec::new();
+        }
+        run.json().as_array().expect("workloads array").clone()
+    }
+
     pub fn apps(&self) -> serde_json::Value {
         self.ctl(&["get", "apps", "-o", "json"]).ok().json()
     }

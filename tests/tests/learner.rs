@@ -49,16 +49,10 @@ spec:
 }
 
 fn learners(cluster: &Cluster, agent: usize) -> Vec<Value> {
-    let run = cluster.ctl_at(agent, &["get", "workloads", "-o", "json"]);
-    if run.code != 0 {
-        return Vec::new();
-    }
-    run.json()
-        .as_array()
-        .expect("workloads")
-        .iter()
+    cluster
+        .workloads_at(agent)
+        .into_iter()
         .filter(|w| w["component"] == "learner")
-        .cloned()
         .collect()
 }
 

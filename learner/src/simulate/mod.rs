@@ -242,17 +242,37 @@ fn gossip_round(
             let digest = nodes[index].store.digest();
             sent[index] += digest.len() as u64 * DIGEST_ENTRY_BYTES;
             let wanted: Vec<Arc<ModelMessage>> = snapshots[peer].newer_than(&digest);
-            for message in wanted {
-                sent[peer] += message_bytes;
-                if loss > 0.0 && rng.random_bool(loss) {
-                    continue;
-                }
-                nodes[index].store.offer(message);
-            }
+            deliver(
+                nodes,
+                &mut sent,
+                (peer, index),
+                wanted,
+                (message_bytes, loss),
+                rng,
+            );
         }
     }
     for (node, bytes) in nodes.iter_mut().zip(sent) {
         node.bytes_sent += bytes;
+    }
+}
+
+/// Moves `messages` from node `from` to node `to`, counting `bytes_each` for the sender and
+/// losing each with probability `loss`.
+fn deliver(
+    nodes: &mut [SimNode],
+    sent: &mut [u64],
+    (from, to): (usize, usize),
+    messages: Vec<Arc<ModelMessage>>,
+    (bytes_each, loss): (u64, f64),
+    rng: &mut StdRng,
+) {
+    for message in messages {
+        sent[from] += bytes_each;
+        if loss > 0.0 && rng.random_bool(loss) {
+            continue;
+        }
+        nodes[to].store.offer(message);
     }
 }
 
@@ -284,13 +304,14 @@ fn intake_exchange(
                 .filter(|m| senders.contains(&m.sender))
                 .cloned()
                 .collect();
-            for message in fetched {
-                sent[peer] += message_bytes;
-                if loss > 0.0 && rng.random_bool(loss) {
-                    continue;
-                }
-                nodes[index].store.offer(message);
-            }
+            deliver(
+                nodes,
+                &mut sent,
+                (peer, index),
+                fetched,
+                (message_bytes, loss),
+                rng,
+            );
         }
     }
     for (node, bytes) in nodes.iter_mut().zip(sent) {
