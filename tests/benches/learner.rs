@@ -125,6 +125,7 @@ fn run_simulator(method: &str, epochs: u32, window: u32) -> (f64, Duration) {
         .args(["--intake", "1", "--fetch", "intake", "--seed", "1"])
         .arg("--out")
         .arg(out.path())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .expect("run gossipctl simulate");
