@@ -1,5 +1,6 @@
 //! The learner workload across real agents: replicas in their own processes, exchanging models
-//! through the agents' mutual-TLS QUIC connections, surviving the loss of a node.
+//! through the agents' mutual-TLS QUIC connections, surviving the loss of a node and the crash
+//! of a learner process.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,8 @@ use agent::api::{ErrorKind, Request, Response};
 use agent::client::Client;
 use agent::identity::Credentials;
 use e2e::{Cluster, gossipctl, wait_for};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 fn fixture() -> PathBuf {
@@ -102,6 +105,30 @@ fn replicas_learn_together_and_a_moved_replica_resumes_from_its_checkpoint() {
                     && w["node"] != victim_node.as_str()
                     && matches!(w["state"].as_str(), Some("running" | "succeeded"))
             })
+        },
+    );
+    // A learner process that crashes restarts on its node from its local checkpoint, Adam
+    // state included.
+    let survivor = learners(&cluster, observer)
+        .into_iter()
+        .find(|w| w["replica"] == 0)
+        .expect("replica 0");
+    assert_eq!(
+        survivor["state"], "running",
+        "replica 0 finished before the crash test: raise the epochs"
+    );
+    let pid = survivor["pid"]
+        .as_i64()
+        .expect("a running learner has a pid") as i32;
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill the learner process");
+    wait_for(
+        "replica 0 to restart from its checkpoint",
+        Duration::from_secs(60),
+        || {
+            cluster
+                .ctl_at(observer, &["logs", "fmnist/learner/0", "--tail", "2000"])
+                .stdout
+                .contains("resumed from the local checkpoint at epoch")
         },
     );
     wait_for("every replica to finish", Duration::from_secs(300), || {
