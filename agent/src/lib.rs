@@ -7,6 +7,7 @@ pub mod client;
 pub mod gossip;
 pub mod identity;
 pub mod learner;
+mod learner_routing;
 pub mod logs;
 mod logs_api;
 pub mod membership;
