@@ -258,12 +258,13 @@ pub fn choose_peers(
         let d = other.abs_diff(me);
         d.min(replicas - d)
     };
-    let mut others: Vec<u32> = (0..replicas).filter(|&r| r != me).collect();
     // Round to milliseconds: finer differences are noise and would make the choice flap.
-    others.sort_by_key(|&r| {
-        let millis = rtt(r).map_or(u128::MAX, |d| d.as_millis());
-        (millis, ring_distance(r), r)
-    });
+    let nearness = |r: &u32| {
+        let millis = rtt(*r).map_or(u128::MAX, |d| d.as_millis());
+        (millis, ring_distance(*r), *r)
+    };
+    let mut others: Vec<u32> = (0..replicas).filter(|&r| r != me).collect();
+    others.sort_by_key(nearness);
     let mut chosen: Vec<u32> = Vec::new();
     for ring in [(me + 1) % replicas, (me + replicas - 1) % replicas] {
         if !chosen.contains(&ring) {
@@ -279,10 +280,7 @@ pub fn choose_peers(
         }
     }
     // Nearest first, as the learner asks them in this order.
-    chosen.sort_by_key(|&r| {
-        let millis = rtt(r).map_or(u128::MAX, |d| d.as_millis());
-        (millis, ring_distance(r), r)
-    });
+    chosen.sort_by_key(nearness);
     chosen
 }
 

@@ -51,6 +51,14 @@ impl LatestMessages {
             .collect()
     }
 
+    /// The latest messages of `senders`, those this store holds.
+    pub fn from_senders(&self, senders: &[SenderId]) -> Vec<Arc<ModelMessage>> {
+        senders
+            .iter()
+            .filter_map(|sender| self.by_sender.get(sender).cloned())
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.by_sender.len()
     }

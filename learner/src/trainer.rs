@@ -66,6 +66,11 @@ pub fn model_layout(model: ModelKind) -> Vec<usize> {
 pub enum TrainerError {
     #[error("optimizer state: {0}")]
     OptimizerState(String),
+    #[error("writing the model to {path}: {message}")]
+    SaveModel {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 /// One node's model, optimizer and random streams.
@@ -154,14 +159,18 @@ impl Trainer {
     }
 
     /// Writes the model as a burn record (burnpack), loadable with `ModuleRecord::from_bytes`.
-    pub fn save_model(&self, path: &std::path::Path) -> Result<(), String> {
+    pub fn save_model(&self, path: &std::path::Path) -> Result<(), TrainerError> {
+        let failed = |message: String| TrainerError::SaveModel {
+            path: path.to_path_buf(),
+            message,
+        };
         let bytes = self
             .model()
             .clone()
             .into_record()
             .into_bytes()
-            .map_err(|e| e.to_string())?;
-        std::fs::write(path, &bytes[..]).map_err(|e| e.to_string())
+            .map_err(|e| failed(e.to_string()))?;
+        std::fs::write(path, &bytes[..]).map_err(|e| failed(e.to_string()))
     }
 
     /// Replaces the weights, keeping the optimizer's moment estimates.

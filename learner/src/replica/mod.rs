@@ -63,8 +63,6 @@ pub enum ReplicaError {
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error(transparent)]
     Trainer(#[from] crate::trainer::TrainerError),
-    #[error("writing the final model to {path}: {message}")]
-    FinalModel { path: PathBuf, message: String },
 }
 
 struct Parsed {
@@ -117,13 +115,7 @@ impl Shared {
                 digest: store.digest(),
                 full_bytes: store.len() as u64 * self.message_bytes,
             },
-            Ok(PeerRequest::Fetch(senders)) => PeerResponse::Messages(
-                store
-                    .messages()
-                    .filter(|m| senders.contains(&m.sender))
-                    .cloned()
-                    .collect(),
-            ),
+            Ok(PeerRequest::Fetch(senders)) => PeerResponse::Messages(store.from_senders(&senders)),
             // A malformed call gets an empty answer; the caller's decode reports it.
             Err(_) => return Vec::new(),
         };
@@ -237,12 +229,7 @@ pub fn run(
     }
 
     let final_model = config.state_dir.join(FINAL_MODEL_FILE);
-    trainer
-        .save_model(&final_model)
-        .map_err(|message| ReplicaError::FinalModel {
-            path: final_model.clone(),
-            message,
-        })?;
+    trainer.save_model(&final_model)?;
     eprintln!(
         "finished {} epochs: test_accuracy={:.4}; final model in {}",
         spec.epochs,

@@ -299,11 +299,7 @@ fn intake_exchange(
         let plan = plan_fetches(Fetch::Intake, &nodes[index].learner, intake, &held, &offers);
         for (neighbour, senders) in plan {
             let peer = neighbours[neighbour];
-            let fetched: Vec<Arc<ModelMessage>> = snapshots[peer]
-                .messages()
-                .filter(|m| senders.contains(&m.sender))
-                .cloned()
-                .collect();
+            let fetched = snapshots[peer].from_senders(&senders);
             deliver(
                 nodes,
                 &mut sent,
