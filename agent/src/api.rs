@@ -137,7 +137,6 @@ pub enum ErrorKind {
     Invalid,
     NotFound,
     Forbidden,
-    Unsupported,
     Internal,
 }
 

@@ -129,6 +129,52 @@ impl LogStore {
     }
 }
 
+/// Turns a byte stream from a workload into log lines, cutting overlong lines so a stream
+/// without newlines cannot grow memory without bound.
+pub struct LineWriter {
+    logs: LogStore,
+    workload: String,
+    stream: LogStream,
+    pending: Vec<u8>,
+}
+
+impl LineWriter {
+    pub fn new(logs: LogStore, workload: String, stream: LogStream) -> Self {
+        LineWriter {
+            logs,
+            workload,
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(end) = self.pending[start..].iter().position(|&b| b == b'\n') {
+            self.emit(start, start + end);
+            start += end + 1;
+        }
+        self.pending.drain(..start);
+        if self.pending.len() > MAX_LINE_BYTES {
+            self.emit(0, self.pending.len());
+            self.pending.clear();
+        }
+    }
+
+    /// Logs what is left of an unfinished last line.
+    pub fn finish(self) {
+        if !self.pending.is_empty() {
+            self.emit(0, self.pending.len());
+        }
+    }
+
+    fn emit(&self, from: usize, to: usize) {
+        let text = String::from_utf8_lossy(&self.pending[from..to]);
+        self.logs.append(&self.workload, self.stream, &text);
+    }
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -178,5 +224,25 @@ mod tests {
         let tail = logs.snapshot(|w| w == "a/b/0", Some(3));
         let texts: Vec<_> = tail.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["7", "8", "9"]);
+    }
+
+    #[test]
+    fn line_writer_splits_across_chunks_and_cuts_runaway_lines() {
+        let logs = LogStore::new();
+        let mut lines = LineWriter::new(logs.clone(), "w".into(), LogStream::Stdout);
+        lines.write(b"one\ntw");
+        lines.write(b"o\nthree");
+        lines.write(&vec![b'x'; MAX_LINE_BYTES + 1]);
+        lines.write(b"tail");
+        lines.finish();
+        let texts: Vec<String> = logs
+            .snapshot(|_| true, None)
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        assert_eq!(texts[..2], ["one", "two"]);
+        assert!(texts[2].starts_with("threexxx") && texts[2].ends_with("[line truncated]"));
+        assert_eq!(texts[3], "tail");
+        assert_eq!(texts.len(), 4);
     }
 }

@@ -1,12 +1,13 @@
 //! `gossipd`: the node agent. Parses flags, wires the pieces of the `agent` library together,
 //! and runs until SIGTERM or SIGINT, when it stops its replicas before exiting.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent::container::ContainerRuntime;
 use agent::gossip::Gossip;
 use agent::identity::{Credentials, is_dns_label};
 use agent::learner::LearnerRuntime;
@@ -14,6 +15,7 @@ use agent::logs::{LogStore, now_ms};
 use agent::membership::{Membership, NodeId, Timings};
 use agent::node::Node;
 use agent::replication::ReplicatedState;
+use agent::runtimes::Runtimes;
 use agent::store::Store;
 use agent::transport::Peers;
 use agent::{capacity, orphans, server, sync, tls};
@@ -63,6 +65,10 @@ struct Args {
     /// this agent's executable; without one, this node does not offer the learner runtime.
     #[arg(long)]
     learner_program: Option<PathBuf>,
+    /// Do not offer the container runtime, even when a Docker engine answers (at
+    /// `DOCKER_HOST`, else the local socket).
+    #[arg(long)]
+    no_containers: bool,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -139,7 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let gossip = Gossip::spawn(membership, peers.clone(), inbound, args.joins, wake.clone());
 
     let learners = args.data_dir.join("learners");
-    let learner_runtime = match args.learner_program {
+    let learner = match args.learner_program {
         Some(program) => {
             anyhow::ensure!(
                 program.is_file(),
@@ -153,15 +159,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => LearnerRuntime::beside_agent(learners),
     };
-    let mut runtimes = BTreeSet::from(["process".to_string()]);
-    if learner_runtime.is_some() {
-        runtimes.insert("learner".to_string());
-    }
+    let container = if args.no_containers {
+        None
+    } else {
+        ContainerRuntime::detect(&args.name).await
+    };
+    let runtimes = Runtimes { learner, container };
     let info = NodeInfo {
         name: args.name.clone(),
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
         capacity: capacity::detect(),
-        runtimes,
+        runtimes: runtimes.names(),
     };
     let node = Node::new(
         info,
@@ -172,7 +180,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         peers,
         gossip,
         wake,
-        learner_runtime,
+        runtimes,
     );
     node.publish_self(false).await?;
     tracing::info!(node = %args.name, %advertise, "agent up");
@@ -180,6 +188,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let reconciler = tokio::spawn(node.clone().run_reconciler());
     let anti_entropy = tokio::spawn(sync::run(node.clone()));
     let api = tokio::spawn(server::serve(endpoint.clone(), node.clone()));
+    let sweeper = tokio::spawn(node.clone().sweep_containers());
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -190,6 +199,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("leaving the cluster and stopping replicas");
     reconciler.abort();
     anti_entropy.abort();
+    sweeper.abort();
     if let Err(e) = node.publish_self(true).await {
         tracing::warn!("cannot record the departure: {e}");
     }

@@ -10,24 +10,29 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orchestrator::plan::{NodeInfo, Plan, Running, plan};
-use orchestrator::{Application, Component, Workload, WorkloadId};
+use orchestrator::plan::{NodeInfo, Plan, Running, plan, required_runtime};
+use orchestrator::{Application, Component, ProcessSpec, Workload, WorkloadId};
 use tokio::sync::Notify;
 
 use crate::api::{NodeState, WorkloadState};
+use crate::container::ContainerLaunch;
 use crate::gossip::Gossip;
-use crate::learner::{LearnerLink, LearnerRuntime};
+use crate::learner::LearnerLink;
 use crate::learner_routing::{NodeRouter, Route};
 use crate::logs::{LogStore, now_ms};
 use crate::membership::Liveness;
-use crate::process::{Launch, Supervisor};
+use crate::process::{Launch, ProcessRunner};
 use crate::reconcile::{Action, Wanted, reconcile};
 use crate::replication::{NodeRecord, ReplicatedState, Updates, WorkloadRecord, workload_key};
+use crate::runtimes::Runtimes;
 use crate::store::{Store, StoreError, StoredApp};
+use crate::supervisor::{Runner, Supervisor};
 use crate::transport::Peers;
 
 /// How often the reconciler looks again even when nothing woke it.
 const RECONCILE_TICK: Duration = Duration::from_secs(1);
+/// How often this node looks for containers it labelled but no longer runs.
+const CONTAINER_SWEEP: Duration = Duration::from_secs(15);
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub struct Node {
@@ -45,7 +50,7 @@ pub struct Node {
     /// When this agent last swapped member lists with a peer (see [`crate::sync`]).
     last_member_lists: Mutex<Option<std::time::Instant>>,
     wake: Arc<Notify>,
-    learner_runtime: Option<LearnerRuntime>,
+    runtimes: Runtimes,
     /// Where each planned learner replica runs, for carrying learners' calls to their peers.
     pub(crate) learner_routes: Mutex<BTreeMap<WorkloadId, Route>>,
 }
@@ -98,7 +103,7 @@ impl Node {
         peers: Arc<Peers>,
         gossip: Gossip,
         wake: Arc<Notify>,
-        learner_runtime: Option<LearnerRuntime>,
+        runtimes: Runtimes,
     ) -> Arc<Self> {
         Arc::new(Node {
             info,
@@ -113,7 +118,7 @@ impl Node {
             reported: Mutex::default(),
             last_member_lists: Mutex::default(),
             wake,
-            learner_runtime,
+            runtimes,
             learner_routes: Mutex::default(),
         })
     }
@@ -346,45 +351,14 @@ impl Node {
         let mut waiting = BTreeMap::new();
         for action in reconcile(&wanted, &running, &ready) {
             match action {
-                Action::Start(id) => {
-                    let component = component_of(&id);
-                    let (spec, link) = match (&component.workload, &self.learner_runtime) {
-                        (Workload::Process(spec), _) => (spec.clone(), None),
-                        (Workload::Learner(learner), Some(runtime)) => {
-                            let router = Arc::new(NodeRouter(Arc::downgrade(self)));
-                            let link = LearnerLink::new(id.clone(), router);
-                            (runtime.process_spec(&id, learner), Some(link))
-                        }
-                        (other, _) => {
-                            let message = format!("no {} runtime on this node", other.type_name());
-                            waiting.insert(id, message);
-                            continue;
-                        }
-                    };
-                    let launch = Launch {
-                        id: id.clone(),
-                        spec,
-                        replicas: component.replicas,
-                        node: self.name().to_string(),
-                        learner: link.clone(),
-                    };
-                    let supervisor = Supervisor::start(
-                        launch,
-                        self.logs.clone(),
-                        self.store.clone(),
-                        self.wake.clone(),
-                    );
-                    let fingerprint = component.fingerprint();
-                    replicas.insert(
-                        id,
-                        Replica {
-                            supervisor,
-                            link,
-                            fingerprint,
-                            stopping: false,
-                        },
-                    );
-                }
+                Action::Start(id) => match self.start_replica(&id, component_of(&id)) {
+                    Ok(replica) => {
+                        replicas.insert(id, replica);
+                    }
+                    Err(message) => {
+                        waiting.insert(id, message);
+                    }
+                },
                 Action::Stop(id) | Action::Replace(id) => {
                     let wanted_still = wanted.contains_key(&id);
                     if let Some(replica) = replicas.get_mut(&id) {
@@ -411,7 +385,7 @@ impl Node {
 
         // What this node runs (or is about to), as it will report it.
         let mut current: BTreeMap<String, WorkloadRecord> = BTreeMap::new();
-        for (id, replica) in replicas.iter().filter(|(_, r)| !r.stopping) {
+        for (id, replica) in replicas.iter() {
             let status = replica.supervisor.status();
             let progress = replica.link.as_ref().and_then(|link| link.progress());
             // A learner that finished keeps serving its final model to slower peers; its
@@ -422,12 +396,19 @@ impl Node {
                 }
                 _ => status.state,
             };
+            // A replica being stopped is reported until it is gone, so `delete --wait` waits
+            // for it, but as stopped: placement must not count it as running here.
+            let (state, message) = if replica.stopping {
+                (WorkloadState::Stopped, "stopping".to_string())
+            } else {
+                (state, status.message)
+            };
             let record = WorkloadRecord {
                 id: id.clone(),
                 node: self.name().to_string(),
                 state,
                 restarts: status.restarts,
-                message: status.message,
+                message,
                 pid: status.pid,
                 fingerprint: replica.fingerprint,
                 learner: progress,
@@ -450,6 +431,90 @@ impl Node {
         drop(replicas);
         *self.waiting.lock().expect("waiting lock") = waiting;
         self.report(view, current)
+    }
+
+    /// Starts supervising one of this node's replicas with the runtime its type needs; says
+    /// why not when this node lacks that runtime.
+    fn start_replica(
+        self: &Arc<Self>,
+        id: &WorkloadId,
+        component: &Component,
+    ) -> Result<Replica, String> {
+        let process = |spec: ProcessSpec, learner: Option<Arc<LearnerLink>>| ProcessRunner {
+            launch: Launch {
+                id: id.clone(),
+                spec,
+                replicas: component.replicas,
+                node: self.name().to_string(),
+                learner,
+            },
+            store: self.store.clone(),
+        };
+        let fingerprint = component.fingerprint();
+        let runtimes = &self.runtimes;
+        let (supervisor, link) = match (&component.workload, &runtimes.learner, &runtimes.container)
+        {
+            (Workload::Process(spec), _, _) => {
+                (self.supervise(id, process(spec.clone(), None)), None)
+            }
+            (Workload::Learner(learner), Some(runtime), _) => {
+                let router = Arc::new(NodeRouter(Arc::downgrade(self)));
+                let link = LearnerLink::new(id.clone(), router);
+                let runner = process(runtime.process_spec(id, learner), Some(link.clone()));
+                (self.supervise(id, runner), Some(link))
+            }
+            (Workload::Webservice(spec) | Workload::Worker(spec), _, Some(runtime)) => {
+                let runner = runtime.runner(ContainerLaunch {
+                    id: id.clone(),
+                    spec: spec.clone(),
+                    resources: component.resources,
+                    replicas: component.replicas,
+                    node: self.name().to_string(),
+                    fingerprint,
+                });
+                (self.supervise(id, runner), None)
+            }
+            (other, _, _) => {
+                let runtime = required_runtime(other);
+                return Err(format!("no {runtime} runtime on this node"));
+            }
+        };
+        Ok(Replica {
+            supervisor,
+            link,
+            fingerprint,
+            stopping: false,
+        })
+    }
+
+    fn supervise(&self, id: &WorkloadId, runner: impl Runner) -> Supervisor {
+        Supervisor::start(id, runner, self.logs.clone(), self.wake.clone())
+    }
+
+    /// Removes, every [`CONTAINER_SWEEP`], containers labelled with this node that no replica
+    /// here owns: left by a previous run of the agent for replicas now placed elsewhere.
+    pub async fn sweep_containers(self: Arc<Self>) {
+        let Some(runtime) = self.runtimes.container.clone() else {
+            return;
+        };
+        loop {
+            tokio::time::sleep(CONTAINER_SWEEP).await;
+            // Asked after the engine listed its containers: a replica's supervisor exists
+            // before its container does, so a container listed without one is an orphan.
+            let owned = |id: &WorkloadId| {
+                self.replicas
+                    .lock()
+                    .expect("replicas lock")
+                    .contains_key(id)
+            };
+            match runtime.sweep(owned).await {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(removed, "removed containers this node no longer runs")
+                }
+                Err(e) => tracing::warn!("container sweep: {e}"),
+            }
+        }
     }
 
     /// Writes changed status records for this node's replicas and removes the ones it no

@@ -1,4 +1,4 @@
-//! The `process` runtime: one supervised child process per replica.
+//! The `process` runtime: one child process per replica.
 //!
 //! Each replica runs in its own process group so that stopping it reaches everything it forked,
 //! and with a parent-death signal so that it dies with the agent even on `kill -9`. The agent
@@ -6,36 +6,20 @@
 //! [`crate::orphans`]): between the three, no replica outlives the agent that owns it.
 
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use orchestrator::{ProcessSpec, RestartPolicy, WorkloadId};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
-use tokio::sync::{Notify, watch};
 
-use crate::api::{LogStream, WorkloadState};
+use crate::api::LogStream;
 use crate::learner::LearnerLink;
-use crate::logs::{LogStore, MAX_LINE_BYTES};
+use crate::logs::{LineWriter, LogStore};
 use crate::store::Store;
-
-/// How long a replica gets between SIGTERM and SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A replica that ran this long before exiting restarts without delay growth.
-const HEALTHY_RUN: Duration = Duration::from_secs(10);
-
-/// What a replica is doing, as reported by `get workloads`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    pub state: WorkloadState,
-    pub restarts: u32,
-    pub message: String,
-    pub pid: Option<u32>,
-}
+use crate::supervisor::{Attempt, Exit, Runner, STOP_GRACE};
 
 /// Everything a replica's process needs to start.
 #[derive(Debug, Clone)]
@@ -98,157 +82,33 @@ impl Launch {
     }
 }
 
-/// A running supervisor; dropping it does not stop the replica, [`Supervisor::stop`] does.
-pub struct Supervisor {
-    status: Arc<Observed>,
-    stop: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
+/// Runs a replica as a child process of the agent.
+pub struct ProcessRunner {
+    pub launch: Launch,
+    pub store: Store,
 }
 
-impl Supervisor {
-    /// Starts supervising; `changed` is notified whenever the replica's state changes, so the
-    /// reconciler can react (a dependency came up) without polling.
-    pub fn start(launch: Launch, logs: LogStore, store: Store, changed: Arc<Notify>) -> Self {
-        let status = Mutex::new(Status {
-            state: WorkloadState::Starting,
-            restarts: 0,
-            message: String::new(),
-            pid: None,
-        });
-        let (stop, stop_rx) = watch::channel(false);
-        let status = Arc::new(Observed { status, changed });
-        let task = tokio::spawn(supervise(launch, logs, store, status.clone(), stop_rx));
-        Supervisor {
-            status,
-            stop,
-            task: Some(task),
-        }
+impl Runner for ProcessRunner {
+    fn restart_policy(&self) -> RestartPolicy {
+        self.launch.spec.restart
     }
 
-    pub fn status(&self) -> Status {
-        self.status.status.lock().expect("status lock").clone()
-    }
-
-    /// Asks the replica to stop (SIGTERM, then SIGKILL after [`STOP_GRACE`]); the returned
-    /// future completes when it and its process group are gone. Asking twice is harmless.
-    pub fn stop(&mut self) -> impl Future<Output = ()> + Send + 'static {
-        let _ = self.stop.send(true);
-        let task = self.task.take();
-        async move {
-            if let Some(task) = task {
-                let _ = task.await;
-            }
+    async fn run(&mut self, attempt: &mut Attempt<'_>) -> Exit {
+        match self.launch.command().spawn() {
+            Ok(child) => run(child, &self.launch, &self.store, attempt).await,
+            Err(e) => Exit::Failed(format!(
+                "cannot start {:?}: {e}",
+                self.launch.spec.command[0]
+            )),
         }
     }
 }
 
-/// A replica's status and whom to tell when it changes.
-struct Observed {
-    status: Mutex<Status>,
-    changed: Arc<Notify>,
-}
-
-fn set(observed: &Observed, update: impl FnOnce(&mut Status)) {
-    let mut status = observed.status.lock().expect("status lock");
-    let before = status.state;
-    update(&mut status);
-    if status.state != before {
-        observed.changed.notify_one();
-    }
-}
-
-async fn supervise(
-    launch: Launch,
-    logs: LogStore,
-    store: Store,
-    status: Arc<Observed>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let id = launch.id.to_string();
-    let note = |text: String| logs.append(&id, LogStream::Agent, &text);
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        set(&status, |s| s.state = WorkloadState::Starting);
-        let started = Instant::now();
-        let outcome = match launch.command().spawn() {
-            Ok(child) => run(child, &launch, &logs, &store, &status, &mut stop, &note).await,
-            Err(e) => {
-                let message = format!("cannot start {:?}: {e}", launch.spec.command[0]);
-                note(message.clone());
-                Exit::Failed(message)
-            }
-        };
-        let (failed, message) = match outcome {
-            Exit::Stopped => {
-                set(&status, |s| {
-                    s.state = WorkloadState::Stopped;
-                    s.pid = None;
-                });
-                return;
-            }
-            Exit::Succeeded => (false, "exited with status 0".to_string()),
-            Exit::Failed(message) => (true, message),
-        };
-        let restart = match launch.spec.restart {
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => failed,
-            RestartPolicy::Never => false,
-        };
-        if !restart {
-            set(&status, |s| {
-                s.state = if failed {
-                    WorkloadState::Failed
-                } else {
-                    WorkloadState::Succeeded
-                };
-                s.message = message;
-                s.pid = None;
-            });
-            let _ = stop.wait_for(|stopped| *stopped).await;
-            set(&status, |s| s.state = WorkloadState::Stopped);
-            return;
-        }
-        if started.elapsed() >= HEALTHY_RUN {
-            backoff = FIRST_BACKOFF;
-        }
-        note(format!("{message}; restarting in {backoff:?}"));
-        set(&status, |s| {
-            s.state = WorkloadState::Pending;
-            s.message = format!("{message}; restarting");
-            s.pid = None;
-        });
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|stopped| *stopped) => {
-                set(&status, |s| s.state = WorkloadState::Stopped);
-                return;
-            }
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-        set(&status, |s| s.restarts += 1);
-    }
-}
-
-enum Exit {
-    Stopped,
-    Succeeded,
-    Failed(String),
-}
-
-async fn run(
-    mut child: Child,
-    launch: &Launch,
-    logs: &LogStore,
-    store: &Store,
-    status: &Observed,
-    stop: &mut watch::Receiver<bool>,
-    note: &impl Fn(String),
-) -> Exit {
+async fn run(mut child: Child, launch: &Launch, store: &Store, attempt: &mut Attempt<'_>) -> Exit {
     let pid = child.id().expect("a just-spawned child has a pid");
     let group = Pid::from_raw(pid as i32);
-    let id = launch.id.to_string();
     if let Err(e) = store.record_process_group(&launch.id, pid) {
-        tracing::warn!(workload = %id, "cannot record process group: {e}");
+        tracing::warn!(workload = %launch.id, "cannot record process group: {e}");
     }
     let stdout = match (&launch.learner, child.stdin.take(), child.stdout.take()) {
         (Some(link), Some(stdin), Some(stdout)) => {
@@ -257,25 +117,27 @@ async fn run(
         }
         (_, _, stdout) => stdout,
     };
+    let logs = attempt.logs();
     let pumps = [
-        tokio::spawn(pump(stdout, logs.clone(), id.clone(), LogStream::Stdout)),
+        tokio::spawn(pump(
+            stdout,
+            logs.clone(),
+            attempt.id().to_string(),
+            LogStream::Stdout,
+        )),
         tokio::spawn(pump(
             child.stderr.take(),
             logs.clone(),
-            id.clone(),
+            attempt.id().to_string(),
             LogStream::Stderr,
         )),
     ];
-    note(format!("started, pid {pid}"));
-    set(status, |s| {
-        s.state = WorkloadState::Running;
-        s.pid = Some(pid);
-        s.message.clear();
-    });
+    attempt.note(format!("started, pid {pid}"));
+    attempt.running(Some(pid));
 
     let exit = tokio::select! {
         exited = child.wait() => Some(exited),
-        _ = stop.wait_for(|stopped| *stopped) => None,
+        _ = attempt.stop_requested() => None,
     };
     let outcome = match exit {
         Some(exited) => {
@@ -285,7 +147,7 @@ async fn run(
         }
         None => {
             terminate(&mut child, group).await;
-            note("stopped".to_string());
+            attempt.note("stopped");
             Exit::Stopped
         }
     };
@@ -293,11 +155,8 @@ async fn run(
         // A descendant that left the group could hold the pipe open forever; don't wait on it.
         let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
     }
-    if let Exit::Failed(message) = &outcome {
-        note(message.clone());
-    }
     if let Err(e) = store.forget_process_group(&launch.id) {
-        tracing::warn!(workload = %id, "cannot clear process group record: {e}");
+        tracing::warn!(workload = %launch.id, "cannot clear process group record: {e}");
     }
     outcome
 }
@@ -329,8 +188,7 @@ async fn terminate(child: &mut Child, group: Pid) {
     let _ = killpg(group, Signal::SIGKILL);
 }
 
-/// Copies a child's output into the log store line by line, cutting overlong lines so a
-/// stream without newlines cannot grow memory without bound.
+/// Copies a child's output into the log store line by line.
 async fn pump(
     stream: Option<impl AsyncRead + Unpin>,
     logs: LogStore,
@@ -338,31 +196,22 @@ async fn pump(
     kind: LogStream,
 ) {
     let Some(mut stream) = stream else { return };
-    let mut pending: Vec<u8> = Vec::new();
+    let mut lines = LineWriter::new(logs, workload, kind);
     let mut chunk = [0u8; 8192];
     loop {
-        let n = match stream.read(&mut chunk).await {
+        match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&chunk[..n]);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            logs.append(&workload, kind, &String::from_utf8_lossy(&pending[..end]));
-            pending.drain(..=end);
-        }
-        if pending.len() > MAX_LINE_BYTES {
-            logs.append(&workload, kind, &String::from_utf8_lossy(&pending));
-            pending.clear();
+            Ok(n) => lines.write(&chunk[..n]),
         }
     }
-    if !pending.is_empty() {
-        logs.append(&workload, kind, &String::from_utf8_lossy(&pending));
-    }
+    lines.finish();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::WorkloadState;
+    use crate::supervisor::{Status, Supervisor};
 
     fn launch(command: &[&str], restart: RestartPolicy) -> Launch {
         Launch {
@@ -381,6 +230,21 @@ mod tests {
             node: "test-node".into(),
             learner: None,
         }
+    }
+
+    fn start(
+        command: &[&str],
+        restart: RestartPolicy,
+        logs: &LogStore,
+        store: &Store,
+    ) -> Supervisor {
+        let launch = launch(command, restart);
+        let id = launch.id.clone();
+        let runner = ProcessRunner {
+            launch,
+            store: store.clone(),
+        };
+        Supervisor::start(&id, runner, logs.clone(), Arc::default())
     }
 
     async fn wait_for(supervisor: &Supervisor, check: impl Fn(&Status) -> bool) -> Status {
@@ -407,14 +271,11 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let logs = LogStore::new();
         // The shell forks a long sleep and reports its pid, then waits on it.
-        let mut supervisor = Supervisor::start(
-            launch(
-                &["sh", "-c", "sleep 300 & echo child $!; wait"],
-                RestartPolicy::Always,
-            ),
-            logs.clone(),
-            store.clone(),
-            Arc::default(),
+        let mut supervisor = start(
+            &["sh", "-c", "sleep 300 & echo child $!; wait"],
+            RestartPolicy::Always,
+            &logs,
+            &store,
         );
         wait_for(&supervisor, |s| s.state == WorkloadState::Running).await;
         let mut child = None;
@@ -449,29 +310,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let logs = LogStore::new();
-        let always = Supervisor::start(
-            launch(&["false"], RestartPolicy::Always),
-            logs.clone(),
-            store.clone(),
-            Arc::default(),
-        );
-        let on_failure_ok = Supervisor::start(
-            launch(&["true"], RestartPolicy::OnFailure),
-            logs.clone(),
-            store.clone(),
-            Arc::default(),
-        );
-        let never = Supervisor::start(
-            launch(&["false"], RestartPolicy::Never),
-            logs.clone(),
-            store.clone(),
-            Arc::default(),
-        );
-        let missing = Supervisor::start(
-            launch(&["/nonexistent/program"], RestartPolicy::Never),
-            logs.clone(),
-            store,
-            Arc::default(),
+        let always = start(&["false"], RestartPolicy::Always, &logs, &store);
+        let on_failure_ok = start(&["true"], RestartPolicy::OnFailure, &logs, &store);
+        let never = start(&["false"], RestartPolicy::Never, &logs, &store);
+        let missing = start(
+            &["/nonexistent/program"],
+            RestartPolicy::Never,
+            &logs,
+            &store,
         );
 
         wait_for(&always, |s| s.restarts >= 2).await;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use orchestrator::{Workload, parse_application};
+use orchestrator::parse_application;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 
 use crate::api::{DeployOutcome, ErrorKind, Request, Response};
@@ -171,21 +171,6 @@ async fn deploy(node: &Arc<Node>, file: &str, source: &str) -> Response {
         Ok(app) => app,
         Err(diagnostics) => return error(ErrorKind::Invalid, diagnostics.to_string()),
     };
-    let unsupported: Vec<String> = app
-        .components
-        .iter()
-        .filter(|c| !matches!(c.workload, Workload::Process(_) | Workload::Learner(_)))
-        .map(|c| format!("{} ({})", c.name, c.workload.type_name()))
-        .collect();
-    if !unsupported.is_empty() {
-        return error(
-            ErrorKind::Unsupported,
-            format!(
-                "this agent runs only process and learner components so far; not supported: {}",
-                unsupported.join(", ")
-            ),
-        );
-    }
     let previous = node.state.read(|r| r.apps.get(&app.name).cloned());
     let outcome = compare(previous.as_ref(), &app);
     if previous.as_ref().is_some_and(|p| p.app == app) {

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Application, Component, Resources, Workload, WorkloadId};
+use crate::quantity::{approximate_memory, format_cpu, format_memory};
 
 /// What the scheduler knows of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -404,17 +405,22 @@ impl<'a> Placement<'a> {
             return Err("its node no longer meets its intents".to_string());
         }
         let needs = component.resources;
-        narrow(
-            &mut candidates,
-            format!(
-                "no node has {} millicores and {} bytes of memory free",
-                needs.cpu_millis, needs.memory_bytes
-            ),
-            &|n| {
-                self.free[n].cpu_millis >= needs.cpu_millis
-                    && self.free[n].memory_bytes >= needs.memory_bytes
-            },
-        )?;
+        let most_free = Resources {
+            cpu_millis: candidates
+                .iter()
+                .map(|&n| self.free[n].cpu_millis)
+                .max()
+                .unwrap_or(0),
+            memory_bytes: candidates
+                .iter()
+                .map(|&n| self.free[n].memory_bytes)
+                .max()
+                .unwrap_or(0),
+        };
+        narrow(&mut candidates, shortfall(needs, most_free), &|n| {
+            self.free[n].cpu_millis >= needs.cpu_millis
+                && self.free[n].memory_bytes >= needs.memory_bytes
+        })?;
         narrow(
             &mut candidates,
             format!(
@@ -485,6 +491,28 @@ impl<'a> Placement<'a> {
 }
 
 /// Keeps the candidates that pass `keep`; when none does, says which intent failed.
+/// Why no node can take a replica that reserves `needs`, given the most any node has free.
+fn shortfall(needs: Resources, most_free: Resources) -> String {
+    let mut wanted = Vec::new();
+    let mut free = Vec::new();
+    if needs.cpu_millis > 0 {
+        wanted.push(format!("{} CPU", format_cpu(needs.cpu_millis)));
+        free.push(format!("{} CPU", format_cpu(most_free.cpu_millis)));
+    }
+    if needs.memory_bytes > 0 {
+        wanted.push(format!("{} memory", format_memory(needs.memory_bytes)));
+        free.push(format!(
+            "{} memory",
+            approximate_memory(most_free.memory_bytes)
+        ));
+    }
+    format!(
+        "resource: needs {} per replica, the most free on a candidate node is {}",
+        wanted.join(" and "),
+        free.join(" and ")
+    )
+}
+
 fn narrow(
     candidates: &mut Vec<usize>,
     what: String,
@@ -595,12 +623,28 @@ mod tests {
         };
         let plan = plan(&[app(3, Intents::default(), half)], &nodes, &Running::new());
         assert_eq!(plan.assignments.len(), 2);
+        assert!(plan.unschedulable.values().next().unwrap().contains(
+            "resource: needs 1 CPU per replica, the most free on a candidate node is 0 CPU"
+        ));
+    }
+
+    #[test]
+    fn a_replica_too_big_for_any_node_says_what_it_needs_and_what_is_free() {
+        let big = Resources {
+            cpu_millis: 0,
+            memory_bytes: 64 << 40,
+        };
+        let plan = plan(
+            &[app(1, Intents::default(), big)],
+            &[node("n1", "a")],
+            &Running::new(),
+        );
+        let message = plan.unschedulable.values().next().unwrap();
         assert!(
-            plan.unschedulable
-                .values()
-                .next()
-                .unwrap()
-                .contains("millicores")
+            message.contains(
+                "needs 64Ti memory per replica, the most free on a candidate node is 1.0Gi memory"
+            ),
+            "{message}"
         );
     }
 

@@ -94,6 +94,24 @@ pub(crate) fn format_cpu(millis: u64) -> String {
     }
 }
 
+/// `bytes` to one decimal in the largest binary unit it reaches, for messages: `"23.4Gi"`.
+pub(crate) fn approximate_memory(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    let mut unit = "";
+    for next in ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"] {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    if unit.is_empty() {
+        bytes.to_string()
+    } else {
+        format!("{value:.1}{unit}")
+    }
+}
+
 /// The largest binary unit that expresses `bytes` exactly: `"256Mi"`, or plain bytes.
 pub(crate) fn format_memory(bytes: u64) -> String {
     const UNITS: [(&str, u32); 6] = [
@@ -252,6 +270,13 @@ mod tests {
             parse_memory("16Ei"),
             Err(QuantityError::TooLarge("16Ei".into()))
         );
+    }
+
+    #[test]
+    fn approximate_memory_for_messages() {
+        assert_eq!(approximate_memory(512), "512");
+        assert_eq!(approximate_memory(1536), "1.5Ki");
+        assert_eq!(approximate_memory(25_123_456_789), "23.4Gi");
     }
 
     #[test]
