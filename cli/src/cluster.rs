@@ -1,5 +1,6 @@
 //! `gossipctl cluster init` and `cluster add-node`: the cluster's credentials.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use agent::identity::{ClusterCa, is_dns_label};
@@ -13,12 +14,16 @@ pub fn node_certs_dir(dir: &Path, name: &str) -> PathBuf {
     dir.join(name).join("certs")
 }
 
-/// Creates the CA, the admin credentials and the CLI config in `dir`.
-pub fn init(dir: &Path, cluster_name: &str) -> anyhow::Result<()> {
+/// Creates the CA, the admin credentials and the CLI config (listing `agents`) in `dir`.
+pub fn init(dir: &Path, cluster_name: &str, agents: Vec<SocketAddr>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let ca = ClusterCa::create(dir, cluster_name)?;
     ca.issue_admin(dir)?;
-    Config::for_admin().save(&dir.join(CONFIG_FILE))?;
+    let config = Config {
+        agents,
+        ..Config::for_admin()
+    };
+    config.save(&dir.join(CONFIG_FILE))?;
     Ok(())
 }
 

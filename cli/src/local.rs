@@ -38,7 +38,7 @@ pub async fn up(dir: &Path, nodes: usize) -> anyhow::Result<()> {
         return Err(crate::failure::invalid("--nodes must be at least 1"));
     }
     if !cluster::is_initialized(dir) {
-        cluster::init(dir, "local")?;
+        cluster::init(dir, "local", Vec::new())?;
     }
     let gossipd = gossipd_binary()?;
     let addresses: Vec<SocketAddr> = (1..=nodes)

@@ -105,6 +105,9 @@ enum ClusterCommand {
         /// A name for the cluster, written into its CA certificate.
         #[arg(long, default_value = "gossipctl")]
         name: String,
+        /// An agent's address (IP:PORT) for the CLI config to list; repeatable.
+        #[arg(long = "agent")]
+        agents: Vec<std::net::SocketAddr>,
     },
     /// Issue a node certificate bundle under DIR/NAME/certs.
     AddNode {
@@ -170,8 +173,8 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Cluster(ClusterCommand::Init { dir, name }) => {
-            cluster::init(&dir, &name)?;
+        Command::Cluster(ClusterCommand::Init { dir, name, agents }) => {
+            cluster::init(&dir, &name, agents)?;
             println!(
                 "cluster credentials written to {}; the CLI config is {}",
                 dir.display(),

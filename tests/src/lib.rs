@@ -1,7 +1,9 @@
 //! Harness for end-to-end tests: real `gossipd` agents started by the real `gossipctl up`, in
 //! a temporary directory, driven through the real CLI.
 
-use std::collections::BTreeSet;
+pub mod docker;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -61,22 +63,37 @@ impl Run {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: usize,
+    /// Environment for `gossipctl up`, which its agents inherit.
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
     pub fn up(nodes: usize) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("gossipctl-e2e-")
-            .tempdir()
-            .expect("temporary directory");
-        let cluster = Cluster { dir, nodes };
+        Self::up_with_env(nodes, &[])
+    }
+
+    /// [`Cluster::up`] with agents started in an environment that has `env` added.
+    pub fn up_with_env(nodes: usize, env: &[(&str, &str)]) -> Self {
+        let cluster = Cluster {
+            dir: temp_dir(),
+            nodes,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
         cluster.up_again();
         cluster
     }
 
     /// [`Cluster::up`], then waits until every agent sees every other alive.
     pub fn up_joined(nodes: usize) -> Self {
-        let cluster = Self::up(nodes);
+        Self::up_joined_with_env(nodes, &[])
+    }
+
+    /// [`Cluster::up_with_env`], then waits until every agent sees every other alive.
+    pub fn up_joined_with_env(nodes: usize, env: &[(&str, &str)]) -> Self {
+        let cluster = Self::up_with_env(nodes, env);
         wait_for(
             "the agents to see each other",
             Duration::from_secs(20),
@@ -87,14 +104,21 @@ impl Cluster {
 
     /// `gossipctl up` on the same directory: restarts agents that are not running.
     pub fn up_again(&self) {
-        self.ctl(&[
+        let args = [
             "up",
             "--nodes",
             &self.nodes.to_string(),
             "--dir",
             self.path(),
-        ])
-        .ok();
+        ];
+        Command::new(binary("gossipctl"))
+            .args(args)
+            .env("GOSSIPCTL_CONFIG", self.config())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .map(Run::from)
+            .expect("run gossipctl up")
+            .ok();
     }
 
     pub fn path(&self) -> &str {
@@ -164,7 +188,7 @@ impl Cluster {
     }
 
     /// `get nodes -o json` as seen by agent `index`: name -> state.
-    pub fn node_states(&self, index: usize) -> std::collections::BTreeMap<String, String> {
+    pub fn node_states(&self, index: usize) -> BTreeMap<String, String> {
         let run = self.ctl_at(index, &["get", "nodes", "-o", "json"]);
         if run.code != 0 {
             return Default::default();
@@ -190,6 +214,37 @@ impl Cluster {
         })
     }
 
+    /// Whether agent `index` sees each named node in the given state.
+    pub fn sees(&self, index: usize, expected: &[(&str, &str)]) -> bool {
+        let states = self.node_states(index);
+        expected
+            .iter()
+            .all(|(node, state)| states.get(*node).map(String::as_str) == Some(*state))
+    }
+
+    /// `(id -> node)` of running replicas of `app` as agent `index` sees them, or `None`
+    /// while any is not running or listed twice.
+    pub fn running(&self, index: usize, app: &str) -> Option<BTreeMap<String, String>> {
+        let run = self.ctl_at(index, &["get", "workloads", "-o", "json"]);
+        if run.code != 0 {
+            return None;
+        }
+        let mut placement = BTreeMap::new();
+        for w in run.json().as_array()?.iter().filter(|w| w["app"] == app) {
+            if w["state"] != "running" {
+                return None;
+            }
+            let id = w["id"].as_str()?.to_string();
+            if placement
+                .insert(id, w["node"].as_str()?.to_string())
+                .is_some()
+            {
+                return None;
+            }
+        }
+        Some(placement)
+    }
+
     pub fn workloads(&self) -> Vec<serde_json::Value> {
         let json = self.ctl(&["get", "workloads", "-o", "json"]).ok().json();
         json.as_array().expect("workloads array").clone()
@@ -213,6 +268,14 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = gossipctl(&["down", "--dir", self.path()], &self.config());
     }
+}
+
+/// A fresh directory for a cluster's credentials, config and agents.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("gossipctl-e2e-")
+        .tempdir()
+        .expect("temporary directory")
 }
 
 pub fn gossipctl(args: &[&str], config: &Path) -> Run {

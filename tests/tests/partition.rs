@@ -1,7 +1,6 @@
 //! A network partition between real agents (nftables drops their UDP traffic on loopback):
 //! both sides keep serving, and after healing the views and the placement converge.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -96,36 +95,6 @@ fn port(cluster: &Cluster, index: usize) -> u16 {
         .unwrap()
 }
 
-/// `(id -> node)` of running replicas of `app` as agent `index` sees them, or `None` while
-/// any is not running or listed twice.
-fn running(cluster: &Cluster, index: usize, app: &str) -> Option<BTreeMap<String, String>> {
-    let run = cluster.ctl_at(index, &["get", "workloads", "-o", "json"]);
-    if run.code != 0 {
-        return None;
-    }
-    let mut placement = BTreeMap::new();
-    for w in run.json().as_array()?.iter().filter(|w| w["app"] == app) {
-        if w["state"] != "running" {
-            return None;
-        }
-        let id = w["id"].as_str()?.to_string();
-        if placement
-            .insert(id, w["node"].as_str()?.to_string())
-            .is_some()
-        {
-            return None;
-        }
-    }
-    Some(placement)
-}
-
-fn sees(cluster: &Cluster, index: usize, expected: &[(&str, &str)]) -> bool {
-    let states = cluster.node_states(index);
-    expected
-        .iter()
-        .all(|(node, state)| states.get(*node).map(String::as_str) == Some(*state))
-}
-
 #[test]
 fn both_sides_of_a_partition_serve_and_converge_after_healing() {
     let cluster = Cluster::up_joined(5);
@@ -149,11 +118,10 @@ fn both_sides_of_a_partition_serve_and_converge_after_healing() {
         "each side to declare the other dead",
         Duration::from_secs(30),
         || {
-            sees(
-                &cluster,
+            cluster.sees(
                 1,
                 &[("node-3", "dead"), ("node-4", "dead"), ("node-5", "dead")],
-            ) && sees(&cluster, 3, &[("node-1", "dead"), ("node-2", "dead")])
+            ) && cluster.sees(3, &[("node-1", "dead"), ("node-2", "dead")])
         },
     );
     // Availability first: each side runs every replica on its own nodes.
@@ -161,7 +129,8 @@ fn both_sides_of_a_partition_serve_and_converge_after_healing() {
         "side A to run all replicas",
         Duration::from_secs(20),
         || {
-            running(&cluster, 1, "web")
+            cluster
+                .running(1, "web")
                 .is_some_and(|p| p.len() == 5 && p.values().all(|n| n == "node-1" || n == "node-2"))
         },
     );
@@ -169,7 +138,7 @@ fn both_sides_of_a_partition_serve_and_converge_after_healing() {
         "side B to run all replicas",
         Duration::from_secs(20),
         || {
-            running(&cluster, 3, "web").is_some_and(|p| {
+            cluster.running(3, "web").is_some_and(|p| {
                 p.len() == 5 && p.values().all(|n| !(n == "node-1" || n == "node-2"))
             })
         },
@@ -214,9 +183,9 @@ fn both_sides_of_a_partition_serve_and_converge_after_healing() {
         || cluster.all_see_all_alive(),
     );
     wait_for("one copy of each replica", Duration::from_secs(30), || {
-        running(&cluster, 1, "web").is_some_and(|p| p.len() == 5)
+        cluster.running(1, "web").is_some_and(|p| p.len() == 5)
             && replica_groups(&marker).len() == 5
-            && running(&cluster, 1, "side-b").is_some_and(|p| p.len() == 2)
+            && cluster.running(1, "side-b").is_some_and(|p| p.len() == 2)
             && replica_groups(&other).len() == 2
     });
     // Compare against agent 1's current view on every poll: a status update still in flight
@@ -225,8 +194,8 @@ fn both_sides_of_a_partition_serve_and_converge_after_healing() {
         "every agent to agree on the placement",
         Duration::from_secs(15),
         || {
-            let reference = running(&cluster, 1, "web");
-            reference.is_some() && (2..=5).all(|i| running(&cluster, i, "web") == reference)
+            let reference = cluster.running(1, "web");
+            reference.is_some() && (2..=5).all(|i| cluster.running(i, "web") == reference)
         },
     );
     // One of the two concurrent versions won everywhere, and only it runs.

@@ -1,0 +1,242 @@
+//! Container workloads end to end, on the machine's Docker engine, with the project's own
+//! locally built image: run, logs, adoption across an agent crash, delete, and placement
+//! that says why it cannot place.
+
+use std::time::Duration;
+
+use e2e::docker::{build_images, containers_labelled, docker, remove_labelled};
+use e2e::{Cluster, wait_for};
+
+const APP_LABEL: &str = "dev.gossipctl.app";
+
+/// Removes whatever an app left on the engine, even when the test fails half-way.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        remove_labelled(APP_LABEL, &self.0);
+    }
+}
+
+fn unique_app(prefix: &str) -> String {
+    format!("{prefix}-{}", std::process::id())
+}
+
+/// A `worker` with two replicas and a `webservice` published on `web_port` of the node.
+fn container_app(name: &str, web_port: u16) -> String {
+    format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {name}
+spec:
+  components:
+    - name: worker
+      type: worker
+      properties:
+        image: gossipctl/busybox:local
+        args:
+          - sh
+          - -c
+          - "trap 'exit 0' TERM; echo started $GOSSIP_APP/$GOSSIP_REPLICA of $GOSSIP_REPLICAS on $GOSSIP_NODE; echo to-stderr >&2; while true; do sleep 1; done"
+        memory: 32Mi
+      traits:
+        - type: scaler
+          properties:
+            replicas: 2
+    - name: web
+      type: webservice
+      properties:
+        image: gossipctl/busybox:local
+        args:
+          - sh
+          - -c
+          - "mkdir -p /www && echo web on $GOSSIP_NODE > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"
+        ports:
+          - port: 8080
+            expose: true
+            hostPort: {web_port}
+"#
+    )
+}
+
+fn greedy_app(name: &str) -> String {
+    format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {name}
+spec:
+  components:
+    - name: hog
+      type: worker
+      properties:
+        image: gossipctl/busybox:local
+        memory: 64Ti
+"#
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The body of `GET /` on the node's port, if anything answers there.
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn workload_states(cluster: &Cluster, app: &str) -> Vec<String> {
+    cluster
+        .workloads()
+        .iter()
+        .filter(|w| w["app"] == app)
+        .map(|w| w["state"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn all_running(cluster: &Cluster, app: &str, replicas: usize) -> bool {
+    let states = workload_states(cluster, app);
+    states.len() == replicas && states.iter().all(|s| s == "running")
+}
+
+fn app_status(cluster: &Cluster, app: &str) -> (String, String) {
+    let apps = cluster.apps();
+    let found = apps
+        .as_array()
+        .expect("apps array")
+        .iter()
+        .find(|a| a["name"] == app)
+        .cloned()
+        .unwrap_or_default();
+    (
+        found["status"].as_str().unwrap_or_default().to_string(),
+        found["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+fn logs(cluster: &Cluster, workload: &str) -> String {
+    cluster.ctl(&["logs", workload]).ok().stdout
+}
+
+#[test]
+fn a_worker_runs_logs_survives_its_agent_and_leaves_nothing_behind() {
+    build_images();
+    let app = unique_app("ctr");
+    let _cleanup = Cleanup(app.clone());
+    let cluster = Cluster::up_joined(1);
+
+    let nodes = cluster.ctl(&["get", "nodes", "-o", "json"]).ok().json();
+    let runtimes = &nodes[0]["runtimes"];
+    assert!(
+        runtimes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "container"),
+        "a node with a Docker engine offers the container runtime: {runtimes}"
+    );
+
+    let web_port = free_port();
+    let file = cluster.write("containers.yaml", &container_app(&app, web_port));
+    cluster.ctl(&["deploy", &file, "--wait"]).ok();
+    wait_for("every replica to run", Duration::from_secs(60), || {
+        all_running(&cluster, &app, 3)
+    });
+    let before = containers_labelled(APP_LABEL, &app);
+    assert_eq!(before.len(), 3, "one container per replica");
+    wait_for(
+        "the webservice to answer on its host port",
+        Duration::from_secs(20),
+        || http_get(web_port).is_some_and(|r| r.contains("web on node-1")),
+    );
+    let worker = containers_labelled("dev.gossipctl.component", "worker")
+        .into_iter()
+        .find(|c| before.contains(c))
+        .expect("a worker container");
+    let inspected = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{index .Config.Labels \"dev.gossipctl.node\"}}",
+        &worker,
+    ]);
+    assert_eq!(inspected.trim(), format!("{} node-1", 32 << 20));
+
+    wait_for(
+        "the container's output in its log",
+        Duration::from_secs(20),
+        || {
+            let text = logs(&cluster, &format!("{app}/worker/1"));
+            text.contains(&format!("started {app}/1 of 2 on node-1")) && text.contains("to-stderr")
+        },
+    );
+
+    // A crashed agent comes back to find its containers still serving, and adopts them.
+    cluster.kill_agent(1);
+    assert_eq!(
+        containers_labelled(APP_LABEL, &app),
+        before,
+        "containers outlive their agent"
+    );
+    cluster.up_again();
+    wait_for("the replicas to run again", Duration::from_secs(60), || {
+        all_running(&cluster, &app, 3)
+    });
+    let mut after = containers_labelled(APP_LABEL, &app);
+    after.sort();
+    let mut before = before;
+    before.sort();
+    // Each attempt creates a new container, so the same ids mean adopted, not restarted.
+    assert_eq!(after, before, "the same containers, no duplicates");
+
+    // More memory than any node has: unschedulable, and the app says why.
+    let greedy = unique_app("greedy");
+    let _greedy_cleanup = Cleanup(greedy.clone());
+    let file = cluster.write("greedy.yaml", &greedy_app(&greedy));
+    cluster.ctl(&["deploy", &file]).ok();
+    wait_for(
+        "the greedy app to be unschedulable",
+        Duration::from_secs(20),
+        || app_status(&cluster, &greedy).0 == "unschedulable",
+    );
+    let (_, message) = app_status(&cluster, &greedy);
+    assert!(message.contains("memory"), "{message}");
+    assert!(containers_labelled(APP_LABEL, &greedy).is_empty());
+
+    cluster.ctl(&["delete", "app", &app, "--wait"]).ok();
+    wait_for(
+        "its containers to be removed",
+        Duration::from_secs(30),
+        || containers_labelled(APP_LABEL, &app).is_empty(),
+    );
+}
+
+#[test]
+fn without_an_engine_a_node_offers_no_container_runtime() {
+    let app = unique_app("noengine");
+    let _cleanup = Cleanup(app.clone());
+    let cluster =
+        Cluster::up_joined_with_env(1, &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    let nodes = cluster.ctl(&["get", "nodes", "-o", "json"]).ok().json();
+    let runtimes = nodes[0]["runtimes"].as_array().unwrap().clone();
+    assert!(!runtimes.iter().any(|r| r == "container"), "{runtimes:?}");
+
+    let file = cluster.write("containers.yaml", &container_app(&app, free_port()));
+    cluster.ctl(&["deploy", &file]).ok();
+    wait_for(
+        "the app to be unschedulable",
+        Duration::from_secs(20),
+        || app_status(&cluster, &app).0 == "unschedulable",
+    );
+    let (_, message) = app_status(&cluster, &app);
+    assert!(message.contains("container runtime"), "{message}");
+}
