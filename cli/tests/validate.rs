@@ -26,9 +26,15 @@ fn example(name: &str) -> String {
 }
 
 #[test]
-fn the_shipped_example_validates() {
-    let (code, stdout, stderr) = gossipctl(&["validate", &example("hello.yaml")]);
-    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+fn the_shipped_examples_validate() {
+    for name in [
+        "hello.yaml",
+        "fashion-mnist-delta-sum.yaml",
+        "edge-app.yaml",
+    ] {
+        let (code, stdout, stderr) = gossipctl(&["validate", &example(name)]);
+        assert_eq!(code, 0, "{name}: stdout: {stdout}\nstderr: {stderr}");
+    }
 }
 
 #[test]
