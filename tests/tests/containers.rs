@@ -240,3 +240,94 @@ fn without_an_engine_a_node_offers_no_container_runtime() {
     let (_, message) = app_status(&cluster, &app);
     assert!(message.contains("container runtime"), "{message}");
 }
+
+#[test]
+fn a_restarted_agent_removes_the_containers_it_no_longer_runs() {
+    build_images();
+    let app = unique_app("orphan");
+    let _cleanup = Cleanup(app.clone());
+    let cluster = Cluster::up_joined(2);
+    let pinned = format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {app}
+spec:
+  components:
+    - name: pinned
+      type: worker
+      properties:
+        image: gossipctl/busybox:local
+        args: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+      traits:
+        - type: affinity
+          properties:
+            nodeSelector: {{zone: a}}
+"#
+    );
+    let file = cluster.write("pinned.yaml", &pinned);
+    cluster.ctl(&["deploy", &file, "--wait"]).ok();
+    assert_eq!(containers_labelled(APP_LABEL, &app).len(), 1);
+
+    // The app is deleted while the agent that runs its container is down.
+    cluster.kill_agent(1);
+    cluster.ctl_at(2, &["delete", "app", &app]).ok();
+    assert_eq!(
+        containers_labelled(APP_LABEL, &app).len(),
+        1,
+        "nobody else may remove another node's container"
+    );
+    cluster.up_again();
+    wait_for(
+        "the restarted agent to remove the container",
+        Duration::from_secs(45),
+        || containers_labelled(APP_LABEL, &app).is_empty(),
+    );
+}
+
+#[test]
+fn after_failover_and_return_one_container_per_replica_remains() {
+    build_images();
+    let app = unique_app("failover");
+    let _cleanup = Cleanup(app.clone());
+    let cluster = Cluster::up_joined(2);
+    let one = format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {app}
+spec:
+  components:
+    - name: one
+      type: worker
+      properties:
+        image: gossipctl/busybox:local
+        args: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+"#
+    );
+    let file = cluster.write("one.yaml", &one);
+    cluster.ctl(&["deploy", &file, "--wait"]).ok();
+    let first = cluster.running(1, &app).expect("one running replica");
+    let node = first.values().next().expect("placed").clone();
+    let (dead, survivor) = if node == "node-1" { (1, 2) } else { (2, 1) };
+
+    // Its agent dies; the container lives on while the replica starts on the survivor.
+    cluster.kill_agent(dead);
+    wait_for("the replica to fail over", Duration::from_secs(30), || {
+        cluster
+            .running(survivor, &app)
+            .is_some_and(|p| p.values().all(|n| *n == format!("node-{survivor}")))
+            && containers_labelled(APP_LABEL, &app).len() == 2
+    });
+
+    // The agent returns: the replica stays where it runs, the orphan goes.
+    cluster.up_again();
+    wait_for(
+        "one container for the replica",
+        Duration::from_secs(45),
+        || {
+            containers_labelled(APP_LABEL, &app).len() == 1
+                && cluster.running(dead, &app).is_some_and(|p| p.len() == 1)
+        },
+    );
+}
