@@ -60,19 +60,22 @@ spec:
     )
 }
 
-fn greedy_app(name: &str) -> String {
+/// One `worker` replica idling in a shell, reserving `memory`, with `traits` (flow YAML).
+fn idle_worker(app: &str, memory: &str, traits: &str) -> String {
     format!(
         r#"apiVersion: core.oam.dev/v1beta1
 kind: Application
 metadata:
-  name: {name}
+  name: {app}
 spec:
   components:
-    - name: hog
+    - name: idle
       type: worker
       properties:
         image: gossipctl/busybox:local
-        memory: 64Ti
+        args: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+        memory: {memory}
+      traits: {traits}
 "#
     )
 }
@@ -201,7 +204,7 @@ fn a_worker_runs_logs_survives_its_agent_and_leaves_nothing_behind() {
     // More memory than any node has: unschedulable, and the app says why.
     let greedy = unique_app("greedy");
     let _greedy_cleanup = Cleanup(greedy.clone());
-    let file = cluster.write("greedy.yaml", &greedy_app(&greedy));
+    let file = cluster.write("greedy.yaml", &idle_worker(&greedy, "64Ti", "[]"));
     cluster.ctl(&["deploy", &file]).ok();
     wait_for(
         "the greedy app to be unschedulable",
@@ -247,23 +250,10 @@ fn a_restarted_agent_removes_the_containers_it_no_longer_runs() {
     let app = unique_app("orphan");
     let _cleanup = Cleanup(app.clone());
     let cluster = Cluster::up_joined(2);
-    let pinned = format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: {app}
-spec:
-  components:
-    - name: pinned
-      type: worker
-      properties:
-        image: gossipctl/busybox:local
-        args: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
-      traits:
-        - type: affinity
-          properties:
-            nodeSelector: {{zone: a}}
-"#
+    let pinned = idle_worker(
+        &app,
+        "16Mi",
+        "[{type: affinity, properties: {nodeSelector: {zone: a}}}]",
     );
     let file = cluster.write("pinned.yaml", &pinned);
     cluster.ctl(&["deploy", &file, "--wait"]).ok();
@@ -291,20 +281,7 @@ fn after_failover_and_return_one_container_per_replica_remains() {
     let app = unique_app("failover");
     let _cleanup = Cleanup(app.clone());
     let cluster = Cluster::up_joined(2);
-    let one = format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: {app}
-spec:
-  components:
-    - name: one
-      type: worker
-      properties:
-        image: gossipctl/busybox:local
-        args: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
-"#
-    );
+    let one = idle_worker(&app, "16Mi", "[]");
     let file = cluster.write("one.yaml", &one);
     cluster.ctl(&["deploy", &file, "--wait"]).ok();
     let first = cluster.running(1, &app).expect("one running replica");
