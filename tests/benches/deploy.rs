@@ -1,8 +1,9 @@
 //! Deploy-to-running latency, idle memory and binary size of one real agent.
 //!
 //! Run with `scripts/bench.sh deploy`. Each sample deploys a fresh application with one
-//! 10-replica `process` component and polls the agent until every replica runs; the clock
-//! covers the deploy request, validation, the durable write, placement and 10 process starts.
+//! 10-replica component and polls the agent until every replica runs; the clock covers the
+//! deploy request, validation, the durable write, placement and 10 starts. `process` replicas
+//! first, then `worker` containers from the locally built busybox image, as a ratio to them.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,9 +14,22 @@ use agent::identity::Credentials;
 use e2e::{Cluster, binary};
 
 const SAMPLES: usize = 100;
+/// Each container start and stop goes through the engine: fewer samples keep the run short.
+const CONTAINER_SAMPLES: usize = 20;
 const REPLICAS: u32 = 10;
 
-fn app(name: &str) -> String {
+fn process_app(name: &str) -> String {
+    app(name, "process", r#"{command: ["sleep", "3600"]}"#)
+}
+
+fn container_app(name: &str) -> String {
+    // A shell that exits on SIGTERM, so the delete between samples takes no grace period.
+    let properties = r#"{image: "gossipctl/busybox:local", args: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}"#;
+    app(name, "worker", properties)
+}
+
+/// One component of `kind` with `properties` (flow YAML) and 10 replicas.
+fn app(name: &str, kind: &str, properties: &str) -> String {
     format!(
         r#"apiVersion: core.oam.dev/v1beta1
 kind: Application
@@ -24,9 +38,8 @@ metadata:
 spec:
   components:
     - name: worker
-      type: process
-      properties:
-        command: ["sleep", "3600"]
+      type: {kind}
+      properties: {properties}
       traits:
         - type: scaler
           properties:
@@ -47,6 +60,45 @@ async fn workloads_of(client: &Client, name: &str) -> usize {
         Ok(Response::Workloads { workloads }) => workloads.iter().filter(|w| w.app == name).count(),
         _ => usize::MAX,
     }
+}
+
+/// Deploy-to-running latency of `samples` fresh applications, sorted; each is deleted (and
+/// its workloads gone) before the next.
+async fn measure(
+    client: &Client,
+    prefix: &str,
+    samples: usize,
+    app: fn(&str) -> String,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let name = format!("{prefix}-{i}");
+        let started = Instant::now();
+        let deployed = client
+            .request(&Request::Deploy {
+                file: format!("{name}.yaml"),
+                source: app(&name),
+            })
+            .await?;
+        anyhow::ensure!(
+            matches!(deployed, Response::Deployed(_)),
+            "deploy failed: {deployed:?}"
+        );
+        while status(client, &name).await != Some(AppStatus::Running) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(started.elapsed());
+        client
+            .request(&Request::DeleteApp { name: name.clone() })
+            .await?;
+        while workloads_of(client, &name).await != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        eprint!("\r{prefix}: sample {}/{samples}", i + 1);
+    }
+    eprintln!();
+    latencies.sort();
+    Ok(latencies)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -80,37 +132,18 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(cluster.agent_pid(1).as_raw());
 
-    let mut latencies = Vec::with_capacity(SAMPLES);
-    for i in 0..SAMPLES {
-        let name = format!("bench-{i}");
-        let started = Instant::now();
-        let deployed = client
-            .request(&Request::Deploy {
-                file: format!("{name}.yaml"),
-                source: app(&name),
-            })
-            .await?;
-        anyhow::ensure!(
-            matches!(deployed, Response::Deployed(_)),
-            "deploy failed: {deployed:?}"
-        );
-        while status(&client, &name).await != Some(AppStatus::Running) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        latencies.push(started.elapsed());
-        client
-            .request(&Request::DeleteApp { name: name.clone() })
-            .await?;
-        while workloads_of(&client, &name).await != 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        eprint!("\rsample {}/{SAMPLES}", i + 1);
-    }
-    eprintln!();
-    latencies.sort();
+    let latencies = measure(&client, "bench", SAMPLES, process_app).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss_after = rss_kib(cluster.agent_pid(1).as_raw());
     let size = std::fs::metadata(binary("gossipd"))?.len();
+    e2e::docker::build_images();
+    let containers = measure(
+        &client,
+        "bench-containers",
+        CONTAINER_SAMPLES,
+        container_app,
+    )
+    .await?;
     client.close().await;
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -131,6 +164,18 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| deploy-to-running max | {:.1} ms | |",
         ms(*latencies.last().unwrap())
+    );
+    let ratio = |p: f64| ms(percentile(&containers, p)) / ms(percentile(&latencies, p));
+    println!(
+        "| container deploy-to-running median ({CONTAINER_SAMPLES} deploys) | {:.1} ms | {:.1}x process |",
+        ms(percentile(&containers, 50.0)),
+        ratio(50.0)
+    );
+    println!(
+        "| container deploy-to-running p99 | {:.1} ms | < 300 ms ({:.2}x of goal), {:.1}x process |",
+        ms(percentile(&containers, 99.0)),
+        ms(percentile(&containers, 99.0)) / 300.0,
+        ratio(99.0)
     );
     println!(
         "| idle RSS at start | {:.1} MiB | < 20 MB ({:.2}x of goal) |",
