@@ -22,6 +22,7 @@ use orchestrator::{ContainerSpec, Resources, RestartPolicy, WorkloadId};
 
 use crate::api::LogStream;
 use crate::logs::{LineWriter, LogStore, MAX_LINES_PER_WORKLOAD};
+use crate::runtimes::replica_env;
 use crate::supervisor::{Attempt, Exit, Runner, STOP_GRACE};
 
 /// How long the agent waits for an engine to answer before it offers no container runtime.
@@ -158,16 +159,10 @@ impl ContainerLaunch {
     /// command, as Kubernetes' `command` and `args` do; exposed ports are published on the
     /// node, at `hostPort` or else the container's port.
     pub fn create_body(&self) -> ContainerCreateBody {
-        let mut env: Vec<String> = [
-            ("GOSSIP_APP", self.id.app.clone()),
-            ("GOSSIP_COMPONENT", self.id.component.clone()),
-            ("GOSSIP_REPLICA", self.id.replica.to_string()),
-            ("GOSSIP_REPLICAS", self.replicas.to_string()),
-            ("GOSSIP_NODE", self.node.clone()),
-        ]
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
+        let mut env: Vec<String> = replica_env(&self.id, self.replicas, &self.node)
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
         env.extend(
             self.spec
                 .env

@@ -18,6 +18,7 @@ use tokio::process::{Child, Command};
 use crate::api::LogStream;
 use crate::learner::LearnerLink;
 use crate::logs::{LineWriter, LogStore};
+use crate::runtimes::replica_env;
 use crate::store::Store;
 use crate::supervisor::{Attempt, Exit, Runner, STOP_GRACE};
 
@@ -43,11 +44,7 @@ impl Launch {
         let mut command = Command::new(program);
         command
             .args(args)
-            .env("GOSSIP_APP", &self.id.app)
-            .env("GOSSIP_COMPONENT", &self.id.component)
-            .env("GOSSIP_REPLICA", self.id.replica.to_string())
-            .env("GOSSIP_REPLICAS", self.replicas.to_string())
-            .env("GOSSIP_NODE", &self.node)
+            .envs(replica_env(&self.id, self.replicas, &self.node))
             .envs(self.spec.env.iter().map(|e| (&e.name, &e.value)))
             .stdin(if self.learner.is_some() {
                 Stdio::piped()

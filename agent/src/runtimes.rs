@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use orchestrator::WorkloadId;
+
 use crate::container::ContainerRuntime;
 use crate::learner::LearnerRuntime;
 
@@ -26,4 +28,16 @@ impl Runtimes {
         }
         names
     }
+}
+
+/// The variables every replica finds in its environment, whatever runs it: who it is, how many
+/// replicas its component has, and which node runs it.
+pub fn replica_env(id: &WorkloadId, replicas: u32, node: &str) -> [(&'static str, String); 5] {
+    [
+        ("GOSSIP_APP", id.app.clone()),
+        ("GOSSIP_COMPONENT", id.component.clone()),
+        ("GOSSIP_REPLICA", id.replica.to_string()),
+        ("GOSSIP_REPLICAS", replicas.to_string()),
+        ("GOSSIP_NODE", node.to_string()),
+    ]
 }

@@ -29,13 +29,18 @@ pub fn build_images() {
 /// Runs `docker ARGS` and returns its stdout; panics with its stderr if it fails.
 #[track_caller]
 pub fn docker(args: &[&str]) -> String {
-    let output = Command::new("docker")
-        .args(args)
+    stdout_of(Command::new("docker").args(args))
+}
+
+/// Runs `command` and returns its stdout; panics with the command and its stderr if it fails.
+#[track_caller]
+pub fn stdout_of(command: &mut Command) -> String {
+    let output = command
         .output()
-        .expect("run docker");
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(
         output.status.success(),
-        "docker {args:?} failed: {}",
+        "{command:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()

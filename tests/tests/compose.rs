@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::docker::{build_images, docker, repo_root};
+use e2e::docker::{build_images, docker, repo_root, stdout_of};
 use e2e::{Cluster, replica_groups, temp_dir, unique_marker, wait_for};
 
 const NODES: usize = 3;
@@ -54,23 +54,19 @@ impl Compose {
         compose
     }
 
-    /// `docker-compose ARGS` for this project, with its credentials and network.
-    fn run(&self, args: &[&str]) -> String {
-        let file = repo_root().join("compose.yaml");
-        let output = Command::new("docker-compose")
+    /// `docker-compose` for this project, with its credentials and network.
+    fn compose(&self) -> Command {
+        let mut command = Command::new("docker-compose");
+        command
             .args(["--project-name", &self.project, "--file"])
-            .arg(&file)
-            .args(args)
+            .arg(repo_root().join("compose.yaml"))
             .env("GOSSIP_CLUSTER_DIR", self.cluster.path())
-            .env("GOSSIP_NET", &self.net)
-            .output()
-            .expect("run docker-compose (Debian's docker-compose package)");
-        assert!(
-            output.status.success(),
-            "docker-compose {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+            .env("GOSSIP_NET", &self.net);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        stdout_of(self.compose().args(args))
     }
 
     fn container(&self, service: &str) -> String {
@@ -84,13 +80,8 @@ impl Compose {
 
 impl Drop for Compose {
     fn drop(&mut self) {
-        let _ = Command::new("docker-compose")
-            .args(["--project-name", &self.project, "--file"])
-            .arg(repo_root().join("compose.yaml"))
-            .args(["down", "--volumes", "--timeout", "5"])
-            .env("GOSSIP_CLUSTER_DIR", self.cluster.path())
-            .env("GOSSIP_NET", &self.net)
-            .output();
+        let down = ["down", "--volumes", "--timeout", "5"];
+        let _ = self.compose().args(down).output();
     }
 }
 

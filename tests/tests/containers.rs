@@ -212,7 +212,10 @@ fn a_worker_runs_logs_survives_its_agent_and_leaves_nothing_behind() {
         || app_status(&cluster, &greedy).0 == "unschedulable",
     );
     let (_, message) = app_status(&cluster, &greedy);
-    assert!(message.contains("memory"), "{message}");
+    assert!(
+        message.contains("resource: needs 64Ti memory per replica"),
+        "{message}"
+    );
     assert!(containers_labelled(APP_LABEL, &greedy).is_empty());
 
     cluster.ctl(&["delete", "app", &app, "--wait"]).ok();
