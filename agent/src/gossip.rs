@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use crate::api::Request;
 use crate::membership::{Effects, Liveness, MemberState, Membership, MembershipError, NodeId};
 use crate::transport::{Inbound, Peers};
 
@@ -18,6 +19,7 @@ pub type Members = BTreeMap<String, (NodeId, Liveness)>;
 const REANNOUNCE: Duration = Duration::from_secs(1);
 
 pub struct Gossip {
+    join: mpsc::Sender<Vec<SocketAddr>>,
     leave: mpsc::Sender<oneshot::Sender<()>>,
     apply: mpsc::Sender<Vec<MemberState>>,
     pub members: watch::Receiver<Members>,
@@ -33,13 +35,14 @@ pub struct MembershipView {
 
 impl Gossip {
     /// Starts the membership loop. `changed` is notified whenever the member list changes.
+    /// Nobody learns of this agent until [`Gossip::join`].
     pub fn spawn(
         membership: Membership,
         peers: Arc<Peers>,
         inbound: mpsc::Receiver<Inbound>,
-        seeds: Vec<SocketAddr>,
         changed: Arc<Notify>,
     ) -> Self {
+        let (join, join_rx) = mpsc::channel(1);
         let (leave, leave_rx) = mpsc::channel(1);
         let (apply, apply_rx) = mpsc::channel(16);
         let (members_tx, members) = watch::channel(Members::new());
@@ -52,13 +55,20 @@ impl Gossip {
             changed,
             timers: mpsc::unbounded_channel(),
         };
-        tokio::spawn(shell.run(inbound, seeds, leave_rx, apply_rx));
+        tokio::spawn(shell.run(inbound, join_rx, leave_rx, apply_rx));
         Gossip {
+            join,
             leave,
             apply,
             members,
             view,
         }
+    }
+
+    /// Asks the seeds to let us in, again every second while no member answers. Called once
+    /// the agent serves requests: members that learn of it dial it at once.
+    pub async fn join(&self, seeds: Vec<SocketAddr>) {
+        let _ = self.join.send(seeds).await;
     }
 
     /// Hands a peer's member list to the failure detector (dropped if it is busy: the next
@@ -94,15 +104,20 @@ impl Shell {
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
-        seeds: Vec<SocketAddr>,
+        mut join: mpsc::Receiver<Vec<SocketAddr>>,
         mut leave: mpsc::Receiver<oneshot::Sender<()>>,
         mut apply: mpsc::Receiver<Vec<MemberState>>,
     ) {
         let me = self.membership.me().addr;
-        let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| *s != me).collect();
+        let mut seeds: Vec<SocketAddr> = Vec::new();
         let mut reannounce = tokio::time::interval(REANNOUNCE);
         loop {
             let step = tokio::select! {
+                Some(addresses) = join.recv() => {
+                    seeds = addresses.into_iter().filter(|s| *s != me).collect();
+                    reannounce.reset_immediately();
+                    continue;
+                }
                 Some((name, packet)) = inbound.recv() => self.membership.handle_packet(&name, &packet),
                 Some(timer) = self.timers.1.recv() => self.membership.handle_timer(timer),
                 Some(states) = apply.recv() => self.membership.apply(states),
@@ -133,6 +148,26 @@ impl Shell {
         }
     }
 
+    /// Tells a member we just declared down. One that is really gone does not answer; one
+    /// that is alive after all (a slow moment, a lost packet too many) rejoins under a new
+    /// identity at once, rather than when it next happens to send us something and SWIM
+    /// answers it with "you are down" (which, in a large cluster, can take many seconds).
+    fn tell_declared_down(&self, id: NodeId) {
+        let peers = self.peers.clone();
+        tokio::spawn(async move {
+            let verdict = Request::SyncMembers {
+                states: vec![MemberState {
+                    id: id.clone(),
+                    incarnation: 0,
+                    liveness: Liveness::Down,
+                }],
+            };
+            if peers.request(id.addr, &verdict).await.is_ok() {
+                tracing::debug!(member = %id.name, "a member declared down answered; it rejoins");
+            }
+        });
+    }
+
     fn apply(&mut self, step: Result<Effects, MembershipError>) {
         let effects = match step {
             Ok(effects) => effects,
@@ -161,7 +196,15 @@ impl Shell {
             if (*liveness == Liveness::Down && !was_down) || restarted {
                 self.peers.forget(id.addr);
             }
+            if *liveness == Liveness::Down && before.is_some_and(|(_, l)| *l != Liveness::Down) {
+                self.tell_declared_down(id.clone());
+            }
         }
+        let alive = members
+            .values()
+            .filter(|(_, liveness)| *liveness == Liveness::Alive)
+            .count();
+        let known = members.len();
         let modified = self.members.send_if_modified(|current| {
             if *current == members {
                 false
@@ -170,6 +213,9 @@ impl Shell {
                 true
             }
         });
+        if modified {
+            tracing::debug!(alive, known, "member list changed");
+        }
         if modified || effects.changed {
             self.changed.notify_one();
         }

@@ -122,12 +122,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(swept, "killed replicas left by a previous run");
     }
     let state = ReplicatedState::open(store.db(), &args.name, now_ms())?;
+    // Asking the container engine can take a while; do it before joining, so that peers
+    // never wait on an agent that gossips but does not serve yet.
+    let container = if args.no_containers {
+        None
+    } else {
+        ContainerRuntime::detect(&args.name).await
+    };
 
     let mut endpoint = quinn::Endpoint::server(tls::server_config(&creds)?, args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     endpoint.set_default_client_config(tls::client_config(&creds)?);
     let (inbound_tx, inbound) = mpsc::channel(1024);
-    let peers = Peers::new(endpoint.clone(), inbound_tx);
+    let (peers, dialled) = Peers::new(endpoint.clone(), inbound_tx);
     let wake = Arc::new(Notify::new());
     // A restarted agent must win over its previous identity: start from the wall clock.
     let incarnation = now_ms();
@@ -142,7 +149,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         suspect_to_down: args.suspect_timeout,
     };
     let membership = Membership::new(me, timings, incarnation);
-    let gossip = Gossip::spawn(membership, peers.clone(), inbound, args.joins, wake.clone());
+    let gossip = Gossip::spawn(membership, peers.clone(), inbound, wake.clone());
 
     let learners = args.data_dir.join("learners");
     let learner = match args.learner_program {
@@ -158,11 +165,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
             })
         }
         None => LearnerRuntime::beside_agent(learners),
-    };
-    let container = if args.no_containers {
-        None
-    } else {
-        ContainerRuntime::detect(&args.name).await
     };
     let runtimes = Runtimes { learner, container };
     let info = NodeInfo {
@@ -182,12 +184,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         wake,
         runtimes,
     );
+    // Serve before anyone can learn of us: a member that hears of this agent dials it at once.
+    let api = tokio::spawn(server::serve(endpoint.clone(), dialled, node.clone()));
     node.publish_self(false).await?;
+    node.gossip.join(args.joins).await;
     tracing::info!(node = %args.name, %advertise, "agent up");
 
     let reconciler = tokio::spawn(node.clone().run_reconciler());
     let anti_entropy = tokio::spawn(sync::run(node.clone()));
-    let api = tokio::spawn(server::serve(endpoint.clone(), node.clone()));
     let sweeper = tokio::spawn(node.clone().sweep_containers());
 
     let mut terminate = signal(SignalKind::terminate())?;

@@ -14,19 +14,34 @@ use crate::logs::now_ms;
 use crate::node::{Node, VERSION};
 use crate::store::{StoreError, StoredApp};
 use crate::tls::peer_role;
+use crate::transport::Dialled;
 use crate::wire::{WireError, read_frame, write_frame};
 
-/// Accepts connections until the endpoint is closed.
-pub async fn serve(endpoint: Endpoint, node: Arc<Node>) {
-    while let Some(incoming) = endpoint.accept().await {
-        let node = node.clone();
-        tokio::spawn(async move {
-            match incoming.await {
-                Ok(connection) => serve_connection(connection, node).await,
-                // Failed handshakes include peers without a cluster certificate.
-                Err(e) => tracing::debug!("handshake failed: {e}"),
+/// Accepts connections until the endpoint is closed, and answers requests on them and on the
+/// connections this agent dialled to its peers (a pair of agents shares one connection).
+pub async fn serve(endpoint: Endpoint, mut dialled: Dialled, node: Arc<Node>) {
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { return };
+                let node = node.clone();
+                tokio::spawn(async move {
+                    match incoming.await {
+                        Ok(connection) => {
+                            tracing::debug!(peer = %connection.remote_address(), "accepted");
+                            // Other agents' connections also carry membership datagrams.
+                            node.peers.adopt(connection.clone());
+                            serve_connection(connection, node).await;
+                        }
+                        // Failed handshakes include peers without a cluster certificate.
+                        Err(e) => tracing::debug!("handshake failed: {e}"),
+                    }
+                });
             }
-        });
+            Some(connection) = dialled.recv() => {
+                tokio::spawn(serve_connection(connection, node.clone()));
+            }
+        }
     }
 }
 
@@ -35,8 +50,6 @@ async fn serve_connection(connection: Connection, node: Arc<Node>) {
         connection.close(1u32.into(), b"unknown peer identity");
         return;
     };
-    // Other agents' connections also carry membership datagrams.
-    node.peers.adopt(connection.clone());
     while let Ok((send, recv)) = connection.accept_bi().await {
         let node = node.clone();
         let role = role.clone();

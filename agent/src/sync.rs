@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use crate::api::{Request, Response};
 use crate::logs::now_ms;
 use crate::node::Node;
@@ -28,25 +30,15 @@ pub async fn run(node: Arc<Node>) {
     let mut last_sweep = tokio::time::Instant::now();
     let mut members = node.gossip.members.clone();
     let mut known: BTreeSet<SocketAddr> = BTreeSet::new();
+    let (newcomers, arrivals) = mpsc::unbounded_channel();
+    tokio::spawn(greet_newcomers(node.clone(), arrivals));
     let mut tick = tokio::time::interval(ANTI_ENTROPY_PERIOD);
     loop {
         tokio::select! {
-            // A member we have not synced with yet: exchange with it at once, so a joining
-            // agent learns the cluster's state (and the cluster its record) in one round trip.
             Ok(()) = members.changed() => {
                 let active: BTreeSet<SocketAddr> = node.active_peers().into_iter().collect();
-                // Only members whose record we lack: once a few exchanges have brought the
-                // cluster's state, later joiners' records arrive by push and anti-entropy
-                // without a handshake with every member at once.
-                let known_records: BTreeSet<SocketAddr> =
-                    node.state.read(|r| r.nodes.iter().map(|(_, n)| n.address).collect());
-                for &peer in active.difference(&known).filter(|p| !known_records.contains(p)) {
-                    let node = node.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = exchange(&node, peer).await {
-                            tracing::debug!(%peer, "anti-entropy with a new member: {e}");
-                        }
-                    });
+                for &peer in active.difference(&known) {
+                    let _ = newcomers.send(peer);
                 }
                 known = active;
                 continue;
@@ -71,6 +63,25 @@ pub async fn run(node: Arc<Node>) {
     }
 }
 
+/// Exchanges at once with each member that appears while we lack its record, so a joining
+/// agent learns the cluster's state (and the cluster its record) in a round trip or two
+/// instead of an anti-entropy period. One exchange at a time, looking again before each:
+/// when fifty agents start together each sees dozens of newcomers within a second, and the
+/// first exchange or two bring most of their records.
+async fn greet_newcomers(node: Arc<Node>, mut arrivals: mpsc::UnboundedReceiver<SocketAddr>) {
+    while let Some(peer) = arrivals.recv().await {
+        let recorded = node
+            .state
+            .read(|r| r.nodes.iter().any(|(_, n)| n.address == peer));
+        if recorded || !node.active_peers().contains(&peer) {
+            continue;
+        }
+        if let Err(e) = exchange(&node, peer).await {
+            tracing::debug!(%peer, "anti-entropy with a new member: {e}");
+        }
+    }
+}
+
 async fn exchange(node: &Arc<Node>, peer: SocketAddr) -> RoundResult {
     let fingerprint = node.state.read(|r| r.fingerprint());
     let members = node.gossip.view.borrow().digest;
@@ -91,6 +102,7 @@ async fn exchange(node: &Arc<Node>, peer: SocketAddr) -> RoundResult {
         } => (in_sync, members_in_sync),
         other => return Err(format!("unexpected answer {other:?}").into()),
     };
+    tracing::debug!(%peer, state_in_sync, members_in_sync, "anti-entropy round");
     if !members_in_sync && node.may_swap_member_lists(MEMBER_LISTS_EVERY) {
         let states = node.gossip.view.borrow().states.as_ref().clone();
         match node

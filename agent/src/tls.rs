@@ -53,6 +53,11 @@ fn transport(keep_alive: Option<Duration>) -> Arc<TransportConfig> {
     let mut transport = TransportConfig::default();
     transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("idle timeout fits")));
     transport.keep_alive_interval(keep_alive);
+    // Path MTU discovery probes every new connection with packets up to 1.4 kB, and again every
+    // ten minutes; among fifty agents that is most of the steady traffic for the first minute.
+    // Membership datagrams are capped to fit QUIC's 1,200-byte floor, and larger messages are
+    // streams, which split as they must.
+    transport.mtu_discovery_config(None);
     Arc::new(transport)
 }
 

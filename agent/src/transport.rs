@@ -1,9 +1,12 @@
 //! Connections between agents: one quinn endpoint, one cached connection per peer.
 //!
 //! Membership packets ride QUIC datagrams on these connections and everything else (state
-//! sync, proxied logs) rides streams, so every byte between agents is mutually authenticated.
-//! Each agent sends on the connection it dialled (cached per peer address) and reads datagrams
-//! from the connections peers dialled to it, so every request finds a server on the far end.
+//! sync, proxied logs, learner calls) rides streams, so every byte between agents is mutually
+//! authenticated. A pair of agents shares one connection, whichever side dialled it: both
+//! sides read datagrams and serve requests on every agent connection, and an agent sends on
+//! a connection its peer dialled until it has one of its own. A TLS handshake is the dearest
+//! thing two agents do (a cluster of N needs N(N-1)/2 of them, all at once when it starts),
+//! and acknowledgements ride the replies on a shared connection.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,28 +44,55 @@ pub enum TransportError {
 /// A membership packet and the certified name of the node that sent it.
 pub type Inbound = (String, Bytes);
 
+/// The connection to one peer, dialled or adopted. Callers that need it while a dial is under
+/// way wait for that dial instead of starting their own: a burst of membership packets to a
+/// new member costs one TLS handshake, not one each.
+type Slot = Arc<tokio::sync::Mutex<Option<Connection>>>;
+
 pub struct Peers {
     endpoint: Endpoint,
-    connections: Mutex<HashMap<SocketAddr, Connection>>,
+    connections: Mutex<HashMap<SocketAddr, Slot>>,
     inbound: mpsc::Sender<Inbound>,
+    /// Connections this agent dialled, for the server to answer requests on.
+    dialled: mpsc::UnboundedSender<Connection>,
 }
 
+/// Connections an agent dialled: its server answers the requests peers send on them.
+pub type Dialled = mpsc::UnboundedReceiver<Connection>;
+
 impl Peers {
-    pub fn new(endpoint: Endpoint, inbound: mpsc::Sender<Inbound>) -> Arc<Self> {
-        Arc::new(Peers {
+    pub fn new(endpoint: Endpoint, inbound: mpsc::Sender<Inbound>) -> (Arc<Self>, Dialled) {
+        let (dialled, to_serve) = mpsc::unbounded_channel();
+        let peers = Arc::new(Peers {
             endpoint,
             connections: Mutex::default(),
             inbound,
-        })
+            dialled,
+        });
+        (peers, to_serve)
     }
 
-    /// Starts reading membership datagrams from a connection a node opened to us. It is not
-    /// used to send: requests need a server on the far end, and a node serves only the
-    /// connections it accepts. Each side sends on the connection it dialled.
+    /// Takes in a connection another agent opened to us: its membership datagrams are read,
+    /// and it carries ours too while we have no open connection to that agent. (When both
+    /// dial at once, each keeps sending on its own; both connections work.)
     pub fn adopt(self: &Arc<Self>, connection: Connection) {
-        if let Some(Role::Node { name }) = peer_role(&connection) {
-            self.read_datagrams(connection, name);
+        let Some(Role::Node { name }) = peer_role(&connection) else {
+            return;
+        };
+        let slot = self
+            .connections
+            .lock()
+            .expect("connections lock")
+            .entry(connection.remote_address())
+            .or_default()
+            .clone();
+        // A dial under way holds the slot; its connection will do.
+        if let Ok(mut slot) = slot.try_lock()
+            && slot.as_ref().is_none_or(|c| c.close_reason().is_some())
+        {
+            *slot = Some(connection.clone());
         }
+        self.read_datagrams(connection, name);
     }
 
     fn read_datagrams(self: &Arc<Self>, connection: Connection, name: String) {
@@ -81,11 +111,15 @@ impl Peers {
         self: &Arc<Self>,
         addr: SocketAddr,
     ) -> Result<Connection, TransportError> {
-        if let Some(connection) = self
+        let slot = self
             .connections
             .lock()
             .expect("connections lock")
-            .get(&addr)
+            .entry(addr)
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(connection) = slot.as_ref()
             && connection.close_reason().is_none()
         {
             return Ok(connection.clone());
@@ -102,22 +136,25 @@ impl Peers {
             connection.close(1u32.into(), b"not a cluster node");
             return Err(TransportError::NotANode(addr));
         };
-        self.connections
-            .lock()
-            .expect("connections lock")
-            .insert(addr, connection.clone());
+        tracing::debug!(peer = %name, %addr, "dialled");
+        *slot = Some(connection.clone());
         self.read_datagrams(connection.clone(), name);
+        let _ = self.dialled.send(connection.clone());
         Ok(connection)
     }
 
     /// Drops the cached connection to a peer declared dead or restarted, so the next message
     /// dials afresh (a restarted peer does not know the old connection).
     pub fn forget(&self, addr: SocketAddr) {
-        if let Some(old) = self
+        let slot = self
             .connections
             .lock()
             .expect("connections lock")
-            .remove(&addr)
+            .remove(&addr);
+        // A dial still under way finishes into the removed slot and serves only its caller.
+        if let Some(slot) = slot
+            && let Ok(slot) = slot.try_lock()
+            && let Some(old) = slot.as_ref()
         {
             old.close(0u32.into(), b"declared dead");
         }
@@ -154,8 +191,14 @@ impl Peers {
 
     /// The measured round-trip time to a peer, if this agent has a connection to it.
     pub fn rtt(&self, addr: SocketAddr) -> Option<Duration> {
-        let connections = self.connections.lock().expect("connections lock");
-        let connection = connections.get(&addr)?;
+        let slot = self
+            .connections
+            .lock()
+            .expect("connections lock")
+            .get(&addr)?
+            .clone();
+        let slot = slot.try_lock().ok()?;
+        let connection = slot.as_ref()?;
         connection
             .close_reason()
             .is_none()

@@ -96,6 +96,8 @@ struct Scenario {
     crash_every: Micros,
     /// How long the cluster runs after the last disruption (crash or deploy).
     settle: Micros,
+    /// Agents start at random instants within this long from the beginning.
+    start_within: Micros,
 }
 
 impl Scenario {
@@ -110,6 +112,7 @@ impl Scenario {
             first_crash_at: secs(20),
             crash_every: secs(2),
             settle: settle_time(nodes),
+            start_within: secs(2),
         }
     }
 
@@ -316,6 +319,8 @@ struct Outcome {
     /// When the membership views, and the replicas, last became (and then stayed) converged.
     membership_converged_at: Option<Micros>,
     replicas_converged_at: Option<Micros>,
+    /// The first instant at which every live node saw every other live node as active.
+    first_full_view_at: Option<Micros>,
     end: Micros,
 }
 
@@ -332,6 +337,7 @@ struct Sim {
     false_deaths: Vec<FalseDeath>,
     membership_converged_since: Option<Micros>,
     replicas_converged_since: Option<Micros>,
+    first_full_view: Option<Micros>,
 }
 
 fn node_name(index: usize) -> String {
@@ -469,6 +475,7 @@ impl Sim {
             stats: Stats::default(),
             false_deaths: Vec::new(),
             membership_converged_since: None,
+            first_full_view: None,
             replicas_converged_since: None,
         };
         sim.schedule_script();
@@ -479,7 +486,7 @@ impl Sim {
     /// deploys, node 1 redeploys, then some non-seed nodes crash.
     fn schedule_script(&mut self) {
         for node in 0..self.nodes.len() {
-            let start = self.rng.random_range(0..secs(2));
+            let start = self.rng.random_range(0..self.scenario.start_within);
             self.schedule(start, Event::Start { node });
         }
         let deploy_at = self.scenario.deploy_at;
@@ -929,6 +936,9 @@ impl Sim {
 
         let now = self.now;
         track(&mut self.membership_converged_since, views_agree, now);
+        if views_agree && self.first_full_view.is_none() {
+            self.first_full_view = Some(now);
+        }
         track(&mut self.replicas_converged_since, replicas_agree, now);
     }
 
@@ -971,6 +981,7 @@ impl Sim {
                 .collect(),
             membership_converged_at: self.membership_converged_since,
             replicas_converged_at: self.replicas_converged_since,
+            first_full_view_at: self.first_full_view,
             end: self.now,
         }
     }
@@ -1412,4 +1423,23 @@ fn sweep_seeds_for_convergence_times() {
             worst.map(seconds)
         );
     }
+}
+
+/// `gossipctl up` starts every agent within a fraction of a second. On the protocol alone
+/// (messages take 1-20 ms, nothing waits for a CPU), how soon does every agent see every other?
+#[test]
+fn a_cluster_of_50_started_together_has_a_full_view_within_2_s() {
+    let mut times = Vec::new();
+    for seed in 1..=5 {
+        let mut scenario = Scenario::new(50, 0.0, 0, seed);
+        scenario.start_within = ms(300);
+        scenario.settle = secs(1);
+        let outcome = Sim::new(scenario).run();
+        times.push(outcome.first_full_view_at.map(seconds));
+    }
+    println!("first full view at: {times:?}");
+    assert!(
+        times.iter().all(|t| t.is_some_and(|t| t < 2.0)),
+        "{times:?}"
+    );
 }

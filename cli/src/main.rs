@@ -40,7 +40,8 @@ enum Command {
     /// Create cluster credentials.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Start a local development cluster of N agents on loopback.
+    /// Start a local development cluster of N agents on loopback; returns once they form one
+    /// cluster (an agent sees every other alive).
     Up {
         #[arg(long, default_value_t = 3)]
         nodes: usize,
