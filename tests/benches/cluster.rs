@@ -19,6 +19,8 @@ use e2e::{Cluster, unique_marker};
 
 const SIZES: [usize; 2] = [10, 50];
 const STEADY_WINDOW: Duration = Duration::from_secs(10);
+/// Steady state starts this long after `gossipctl up` at the earliest.
+const STEADY_AFTER: Duration = Duration::from_secs(30);
 const LOSS_WINDOW: Duration = Duration::from_secs(30);
 
 struct Agents {
@@ -91,16 +93,32 @@ fn app(marker: &str, replicas: usize) -> String {
     )
 }
 
-async fn run_size(n: usize) -> anyhow::Result<Vec<(String, String)>> {
+async fn run_size(n: usize, only_convergence: bool) -> anyhow::Result<Vec<(String, String)>> {
     let started = Instant::now();
     let cluster = Cluster::up(n);
+    let answering = started.elapsed();
     let agents = Agents::connect(&cluster, n).await?;
+    let mut lagging = String::new();
     loop {
         let mut all = true;
         for i in 0..n {
             let states = agents.states(i).await;
             if states.len() != n || states.values().any(|s| *s != NodeState::Alive) {
                 all = false;
+                let not_alive: Vec<String> = states
+                    .iter()
+                    .filter(|(_, s)| **s != NodeState::Alive)
+                    .map(|(name, s)| format!("{name} {s:?}"))
+                    .collect();
+                let now = format!(
+                    "node-{} knows {} of {n}, not alive: {not_alive:?}",
+                    i + 1,
+                    states.len()
+                );
+                if now != lagging {
+                    eprintln!("  {:.2} s: {now}", started.elapsed().as_secs_f64());
+                    lagging = now;
+                }
                 break;
             }
         }
@@ -114,7 +132,21 @@ async fn run_size(n: usize) -> anyhow::Result<Vec<(String, String)>> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let converged = started.elapsed();
-    eprintln!("{n} agents: full view after {converged:?}");
+    eprintln!("{n} agents: `up` returned after {answering:?}, full view after {converged:?}");
+    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    let mut rows = vec![
+        (
+            "`gossipctl up` start until it returns (one agent sees every other alive)".to_string(),
+            secs(answering),
+        ),
+        (
+            "start until every agent sees every other alive".into(),
+            format!("{} (goal < 2 s at 50)", secs(converged)),
+        ),
+    ];
+    if only_convergence {
+        return Ok(rows);
+    }
 
     let marker = unique_marker();
     let deploy = Request::Deploy {
@@ -140,9 +172,15 @@ async fn run_size(n: usize) -> anyhow::Result<Vec<(String, String)>> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
-    // Steady gossip: count what every agent port sends for a while.
+    // Steady gossip: count what every agent port sends for a while, once the start-up
+    // traffic (every member's join disseminated, every pair's first handshake) has died down.
+    let steady_from = started + STEADY_AFTER;
+    tokio::time::sleep_until(
+        steady_from
+            .max(Instant::now() + Duration::from_secs(3))
+            .into(),
+    )
+    .await;
     let ports: Vec<String> = (1..=n)
         .map(|i| cluster.address(i).rsplit(':').next().unwrap().to_string())
         .collect();
@@ -241,12 +279,7 @@ async fn run_size(n: usize) -> anyhow::Result<Vec<(String, String)>> {
         client.close().await;
     }
 
-    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
-    Ok(vec![
-        (
-            "start until every agent sees every other alive".into(),
-            format!("{} (goal < 2 s at 50)", secs(converged)),
-        ),
+    rows.extend([
         (
             "kill -9 until the first agent marks it dead".into(),
             secs(first_dead.unwrap_or_default()),
@@ -280,20 +313,33 @@ async fn run_size(n: usize) -> anyhow::Result<Vec<(String, String)>> {
                 "not measured (needs root and nft)".into()
             },
         ),
-    ])
+    ]);
+    Ok(rows)
 }
 
+/// Arguments (after `--`): cluster sizes to run instead of 10 and 50, and `converge` to stop
+/// each size after the full-view measurement.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    if sizes.is_empty() {
+        sizes = SIZES.to_vec();
+    }
+    let only_convergence = args.iter().any(|a| a == "converge");
     let mut results = Vec::new();
-    for n in SIZES {
-        results.push((n, run_size(n).await?));
+    for &n in &sizes {
+        results.push((n, run_size(n, only_convergence).await?));
     }
     println!(
         "| metric | {} |",
-        SIZES.map(|n| format!("{n} agents")).join(" | ")
+        sizes
+            .iter()
+            .map(|n| format!("{n} agents"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
-    println!("|---|{}", "---|".repeat(SIZES.len()));
+    println!("|---|{}", "---|".repeat(sizes.len()));
     for row in 0..results[0].1.len() {
         let values: Vec<&str> = results.iter().map(|(_, r)| r[row].1.as_str()).collect();
         println!("| {} | {} |", results[0].1[row].0, values.join(" | "));
