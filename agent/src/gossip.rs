@@ -158,6 +158,7 @@ impl Shell {
             let verdict = Request::SyncMembers {
                 states: vec![MemberState {
                     id: id.clone(),
+                    // SWIM never refutes Down, whatever the incarnation: the member rejoins.
                     incarnation: 0,
                     liveness: Liveness::Down,
                 }],
@@ -200,11 +201,6 @@ impl Shell {
                 self.tell_declared_down(id.clone());
             }
         }
-        let alive = members
-            .values()
-            .filter(|(_, liveness)| *liveness == Liveness::Alive)
-            .count();
-        let known = members.len();
         let modified = self.members.send_if_modified(|current| {
             if *current == members {
                 false
@@ -214,7 +210,12 @@ impl Shell {
             }
         });
         if modified {
-            tracing::debug!(alive, known, "member list changed");
+            let members = self.members.borrow();
+            let alive = members
+                .values()
+                .filter(|(_, liveness)| *liveness == Liveness::Alive)
+                .count();
+            tracing::debug!(alive, known = members.len(), "member list changed");
         }
         if modified || effects.changed {
             self.changed.notify_one();

@@ -47,25 +47,24 @@ pub async fn up(dir: &Path, nodes: usize) -> anyhow::Result<()> {
     let addresses: Vec<SocketAddr> = (1..=nodes)
         .map(|index| remembered_or_free_address(&node_dir(dir, index)))
         .collect::<anyhow::Result<_>>()?;
+    let names: Vec<String> = (1..=nodes).map(|index| format!("node-{index}")).collect();
     // Certificates first, so the agents start close together and find each other at once.
-    for index in 1..=nodes {
-        let name = format!("node-{index}");
-        if !cluster::node_certs_dir(dir, &name).exists() {
-            cluster::add_node(dir, &name)?;
+    for name in &names {
+        if !cluster::node_certs_dir(dir, name).exists() {
+            cluster::add_node(dir, name)?;
         }
     }
     let mut started = 0;
-    for (index, &address) in (1..=nodes).zip(&addresses) {
-        let name = format!("node-{index}");
+    for ((index, name), &address) in (1..=nodes).zip(&names).zip(&addresses) {
         let home = node_dir(dir, index);
         if running_pid(&home).is_some() {
             continue;
         }
         let agent = Agent {
-            name: &name,
+            name,
             home: &home,
             address,
-            certs: &cluster::node_certs_dir(dir, &name),
+            certs: &cluster::node_certs_dir(dir, name),
             zone: ZONES[(index - 1) % ZONES.len()],
             // The first agents are the seeds; each agent keeps asking them until one answers,
             // so agents can start in any order. Gossip spreads everything else.
@@ -86,19 +85,14 @@ pub async fn up(dir: &Path, nodes: usize) -> anyhow::Result<()> {
     config.save(&config_path)?;
 
     let creds = config.credentials(&config_path)?;
-    let names: Vec<String> = (1..=nodes).map(|index| format!("node-{index}")).collect();
     let bar = progress::bar(nodes as u64, "waiting for the agents to form a cluster");
     if let Err(missing) = wait_for_cluster(&addresses, &names, &creds, &bar).await {
         bar.abandon();
-        let index = names
-            .iter()
-            .position(|n| *n == missing)
-            .expect("a listed name")
-            + 1;
         bail!(
-            "{missing} at {} did not join the cluster within {START_TIMEOUT:?}; see {}",
-            addresses[index - 1],
-            node_dir(dir, index).join("gossipd.log").display()
+            "{} at {} did not join the cluster within {START_TIMEOUT:?}; see {}",
+            names[missing],
+            addresses[missing],
+            node_dir(dir, missing + 1).join("gossipd.log").display()
         );
     }
     bar.finish_and_clear();
@@ -115,8 +109,8 @@ pub async fn up(dir: &Path, nodes: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until one agent sees every named agent alive, and returns the first missing name if
-/// that takes longer than [`START_TIMEOUT`]. Membership is itself proof that an agent answers
+/// Waits until one agent sees every named agent alive, and returns the position of the first
+/// missing one if that takes longer than [`START_TIMEOUT`]. Membership is itself proof that an agent answers
 /// (members probe each other over mutual TLS, and an agent serves before it joins), and
 /// asking one agent spares fifty starting agents fifty more handshakes.
 async fn wait_for_cluster(
@@ -124,10 +118,10 @@ async fn wait_for_cluster(
     names: &[String],
     creds: &Credentials,
     bar: &indicatif::ProgressBar,
-) -> Result<(), String> {
+) -> Result<(), usize> {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut client = None;
-    let mut missing = names[0].clone();
+    let mut missing = 0;
     while Instant::now() < deadline {
         let Some(agent) = &client else {
             client = Client::connect_within(addresses, creds, PING_TIMEOUT)
@@ -142,14 +136,11 @@ async fn wait_for_cluster(
                     .filter(|n| n.state == NodeState::Alive)
                     .map(|n| n.name.as_str())
                     .collect();
-                let absent: Vec<&String> = names
-                    .iter()
-                    .filter(|n| !alive.contains(n.as_str()))
-                    .collect();
-                bar.set_position((names.len() - absent.len()) as u64);
-                match absent.first() {
+                let present = names.iter().filter(|n| alive.contains(n.as_str())).count();
+                bar.set_position(present as u64);
+                match names.iter().position(|n| !alive.contains(n.as_str())) {
                     None => return Ok(()),
-                    Some(name) => missing = name.to_string(),
+                    Some(first) => missing = first,
                 }
             }
             // The agent went away: ask another.
