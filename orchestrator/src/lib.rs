@@ -15,6 +15,7 @@ mod emit;
 mod graph;
 mod json;
 mod names;
+mod node_tables;
 mod path;
 mod positions;
 mod quantity;

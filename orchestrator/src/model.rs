@@ -211,7 +211,7 @@ pub struct Placement {
     pub avoid: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MatchExpression {
     pub key: String,
     pub operator: Operator,
@@ -219,7 +219,7 @@ pub struct MatchExpression {
     pub values: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Operator {
     In,
     NotIn,
@@ -239,7 +239,7 @@ impl MatchExpression {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PreferredTerm {
     /// 1..=100, as in Kubernetes.
     pub weight: u32,

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Application, Component, Resources, Workload, WorkloadId};
+use crate::node_tables::NodeTables;
 use crate::quantity::{approximate_memory, format_cpu, format_memory};
 
 /// What the scheduler knows of a node.
@@ -151,8 +152,10 @@ struct Slot<'a> {
     eligible: Result<Vec<bool>, String>,
     /// The same nodes as a list, to sweep only them.
     eligible_list: Vec<usize>,
-    /// Slots of the same application it must share nodes with, and must avoid.
+    /// Slots of the same application it must share nodes with.
     colocate: Vec<usize>,
+    /// Slots of the same application it must not share a node with: those it avoids and those
+    /// that avoid it, as Kubernetes keeps a running pod's anti-affinity when placing others.
     avoid: Vec<usize>,
     /// Summed preferred-affinity weight per node, when it has preferences.
     preference: Option<Vec<u32>>,
@@ -180,46 +183,9 @@ struct Placement<'a> {
     hosted: Vec<Vec<u32>>,
 }
 
-fn eligible_nodes(nodes: &[&NodeInfo], component: &Component) -> Result<Vec<bool>, String> {
-    let runtime = required_runtime(&component.workload);
-    let with_runtime: Vec<bool> = nodes.iter().map(|n| n.runtimes.contains(runtime)).collect();
-    if nodes.is_empty() {
-        return Err("no nodes are alive".to_string());
-    }
-    if !with_runtime.contains(&true) {
-        return Err(format!(
-            "no node offers the {runtime} runtime ({} candidate nodes, none qualify)",
-            nodes.len()
-        ));
-    }
-    let placement = &component.placement;
-    let eligible: Vec<bool> = nodes
-        .iter()
-        .zip(&with_runtime)
-        .map(|(node, &ok)| {
-            let labels = &node.labels;
-            ok && placement
-                .node_selector
-                .iter()
-                .all(|(k, v)| labels.get(k) == Some(v))
-                && (placement.required_terms.is_empty()
-                    || placement
-                        .required_terms
-                        .iter()
-                        .any(|term| term.iter().all(|e| e.matches(labels))))
-        })
-        .collect();
-    if !eligible.contains(&true) {
-        let before = with_runtime.iter().filter(|&&ok| ok).count();
-        return Err(format!(
-            "no node matches the required node affinity ({before} candidate nodes, none qualify)"
-        ));
-    }
-    Ok(eligible)
-}
-
 impl<'a> Placement<'a> {
     fn new(nodes: &'a [&'a NodeInfo], apps: &[&'a Application]) -> Self {
+        let mut tables = NodeTables::new(nodes);
         let mut slots = Vec::new();
         for app in apps {
             let first = slots.len();
@@ -232,38 +198,14 @@ impl<'a> Placement<'a> {
             };
             for component in &order {
                 let placement = &component.placement;
-                let preference = (!placement.preferred.is_empty()).then(|| {
-                    nodes
-                        .iter()
-                        .map(|n| {
-                            placement
-                                .preferred
-                                .iter()
-                                .filter(|t| t.expressions.iter().all(|e| e.matches(&n.labels)))
-                                .map(|t| t.weight)
-                                .sum()
-                        })
-                        .collect()
-                });
+                let preference = (!placement.preferred.is_empty())
+                    .then(|| tables.preference(&placement.preferred));
                 let domains = placement
                     .spread
                     .as_ref()
-                    .and_then(|s| s.topology_key.as_ref())
-                    .map(|key| {
-                        let values: BTreeSet<&String> =
-                            nodes.iter().filter_map(|n| n.labels.get(key)).collect();
-                        let values: Vec<&String> = values.into_iter().collect();
-                        let of_node = nodes
-                            .iter()
-                            .map(|n| {
-                                n.labels
-                                    .get(key)
-                                    .and_then(|v| values.iter().position(|x| *x == v))
-                            })
-                            .collect();
-                        (of_node, values.len())
-                    });
-                let eligible = eligible_nodes(nodes, component);
+                    .and_then(|s| s.topology_key.as_deref())
+                    .map(|key| tables.domains(key));
+                let eligible = tables.eligible(component);
                 let eligible_list = match &eligible {
                     Ok(eligible) => (0..nodes.len()).filter(|&n| eligible[n]).collect(),
                     Err(_) => Vec::new(),
@@ -278,6 +220,13 @@ impl<'a> Placement<'a> {
                     preference,
                     domains,
                 });
+            }
+            for this in first..slots.len() {
+                for other in slots[this].avoid.clone() {
+                    if !slots[other].avoid.contains(&this) {
+                        slots[other].avoid.push(this);
+                    }
+                }
             }
         }
         Placement {
@@ -309,10 +258,21 @@ impl<'a> Placement<'a> {
         id: &WorkloadId,
         only: Option<&[usize]>,
     ) -> Result<usize, String> {
-        if let Some(best) = self.choose_fast(slot, id, only) {
-            return Ok(best);
+        let fast = self.choose_fast(slot, id, only);
+        // The filters one at a time are the reference the fast path must agree with; the
+        // crate's tests (property tests included) check every choice against them.
+        #[cfg(test)]
+        {
+            let reference = self.explain(slot, id, only);
+            match fast {
+                Some(best) => assert_eq!(reference, Ok(best), "fast path disagrees on {id}"),
+                None => assert!(reference.is_err(), "fast path found no node for {id}"),
+            }
         }
-        self.explain(slot, id, only)
+        match fast {
+            Some(best) => Ok(best),
+            None => self.explain(slot, id, only),
+        }
     }
 
     fn choose_fast(&self, slot: usize, id: &WorkloadId, only: Option<&[usize]>) -> Option<usize> {
@@ -328,63 +288,65 @@ impl<'a> Placement<'a> {
         };
         let nodes: &[usize] = only.unwrap_or(&s.eligible_list);
         let counts = &self.hosted[slot];
-        let spread = s.component.placement.spread.as_ref();
         let replica_hash = xxhash_rust::xxh3::xxh3_64(id.to_string().as_bytes());
-        let score = |n: usize| {
+        // Preference, then rendezvous hash, then node index (ties go to the later node, as in
+        // `explain`), packed into one integer: the sweeps below run a million times per plan
+        // at scale, and one comparison is cheaper than a tuple's.
+        let score = |n: usize| -> u128 {
             let preference = s.preference.as_ref().map_or(0, |p| p[n]);
-            (preference, rendezvous(replica_hash, self.node_hash[n]))
+            (u128::from(preference) << 96)
+                | (u128::from(rendezvous(replica_hash, self.node_hash[n])) << 32)
+                | n as u128
         };
-        // The default spread (over nodes, maxSkew 1) admits exactly the least-loaded nodes:
-        // one sweep finds the best of them.
-        if let (Some(spread), None) = (spread, &s.domains)
-            && spread.max_skew == 1
-        {
-            let mut best: Option<(u32, (u32, u64), usize)> = None;
-            for &n in nodes.iter().filter(|&&n| passes(n)) {
-                let candidate = (counts[n], score(n), n);
-                best = match best {
-                    Some(current)
-                        if current.0 < candidate.0
-                            || (current.0 == candidate.0 && current.1 >= candidate.1) =>
-                    {
-                        Some(current)
-                    }
-                    _ => Some(candidate),
-                };
-            }
-            return best.map(|(_, _, n)| n);
-        }
-        // Sweep 1 (only with spread): the least-loaded node or label value among candidates.
-        let mut least_node = u32::MAX;
-        let mut per_domain: Vec<Option<u32>> = match &s.domains {
-            Some((_, domains)) => vec![None; *domains],
-            None => Vec::new(),
+        let node_of = |score: u128| score as u32 as usize;
+        let candidates = nodes.iter().copied().filter(|&n| passes(n));
+        let Some(spread) = s.component.placement.spread.as_ref() else {
+            return candidates.map(score).max().map(node_of);
         };
-        if spread.is_some() {
-            for &n in nodes.iter().filter(|&&n| passes(n)) {
-                match &s.domains {
-                    None => least_node = least_node.min(counts[n]),
-                    Some((of_node, _)) => {
-                        if let Some(d) = of_node[n] {
-                            *per_domain[d].get_or_insert(0) += counts[n];
-                        }
+        match &s.domains {
+            // The default spread over nodes (maxSkew 1) admits exactly the least-loaded nodes:
+            // one sweep finds the best of them.
+            None if spread.max_skew == 1 => {
+                let mut best: Option<(u32, u128)> = None;
+                for n in candidates {
+                    let count = counts[n];
+                    match best {
+                        Some((least, _)) if count > least => {}
+                        Some((least, top)) if count == least && score(n) < top => {}
+                        _ => best = Some((count, score(n))),
                     }
                 }
+                best.map(|(_, top)| node_of(top))
+            }
+            None => {
+                let least = candidates.clone().map(|n| counts[n]).min()?;
+                candidates
+                    .filter(|&n| counts[n] + 1 - least <= spread.max_skew)
+                    .map(score)
+                    .max()
+                    .map(node_of)
+            }
+            // Over a label: one sweep totals each value's replicas on candidate nodes and keeps
+            // its best candidate; the best among values within the skew wins.
+            Some((of_node, domains)) => {
+                let mut per_domain: Vec<Option<(u32, u128)>> = vec![None; *domains];
+                for n in candidates {
+                    let Some(d) = of_node[n] else { continue };
+                    let here = score(n);
+                    let entry = per_domain[d].get_or_insert((0, here));
+                    entry.0 += counts[n];
+                    entry.1 = entry.1.max(here);
+                }
+                let least = per_domain.iter().flatten().map(|(count, _)| *count).min()?;
+                per_domain
+                    .into_iter()
+                    .flatten()
+                    .filter(|(count, _)| count + 1 - least <= spread.max_skew)
+                    .map(|(_, top)| top)
+                    .max()
+                    .map(node_of)
             }
         }
-        let least_domain = per_domain.iter().flatten().copied().min().unwrap_or(0);
-        let within_skew = |n: usize| match (spread, &s.domains) {
-            (None, _) => true,
-            (Some(spread), None) => counts[n] + 1 - least_node <= spread.max_skew,
-            (Some(spread), Some((of_node, _))) => of_node[n]
-                .is_some_and(|d| per_domain[d].unwrap_or(0) + 1 - least_domain <= spread.max_skew),
-        };
-        // Sweep 2: the best-scoring node that passes everything.
-        nodes
-            .iter()
-            .copied()
-            .filter(|&n| passes(n) && within_skew(n))
-            .max_by_key(|&n| score(n))
     }
 
     /// The filters one at a time, to say which intent left no node.
@@ -433,7 +395,10 @@ impl<'a> Placement<'a> {
             &mut candidates,
             format!(
                 "podAntiAffinity: every node runs one of {:?}",
-                component.placement.avoid
+                s.avoid
+                    .iter()
+                    .map(|&other| &self.slots[other].component.name)
+                    .collect::<Vec<_>>()
             ),
             &|n| s.avoid.iter().all(|&other| self.hosted[other][n] == 0),
         )?;

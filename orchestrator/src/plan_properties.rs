@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use crate::model::{
-    Application, Component, Placement, ProcessSpec, Resources, RestartPolicy, Spread, Workload,
+    Application, Component, MatchExpression, Operator, Placement, PreferredTerm, ProcessSpec,
+    Resources, RestartPolicy, Spread, Workload,
 };
 use crate::plan::{NodeInfo, Plan, Running, plan};
 
@@ -52,39 +53,63 @@ fn component_strategy(index: usize) -> impl Strategy<Value = Component> {
         prop::option::of(0..ZONES.len()),
         prop_oneof![Just(0u64), 250u64..1500],
         prop_oneof![Just(0u64), 1u64..512],
+        (
+            1u32..=3,
+            prop::option::of((0..ZONES.len(), 1u32..=100)),
+            any::<bool>(),
+        ),
     )
-        .prop_map(move |(replicas, spread, zone, cpu, mib)| Component {
-            name: format!("c{index}"),
-            workload: Workload::Process(ProcessSpec {
-                command: vec!["true".into()],
-                env: vec![],
-                working_dir: None,
-                restart: RestartPolicy::Always,
-            }),
-            replicas,
-            placement: Placement {
-                node_selector: zone
-                    .map(|z| BTreeMap::from([("zone".to_string(), ZONES[z].to_string())]))
-                    .unwrap_or_default(),
-                spread: match spread {
-                    SpreadKind::None => None,
-                    SpreadKind::Distinct => Some(Spread {
-                        topology_key: None,
-                        max_skew: 1,
-                    }),
-                    SpreadKind::Zones => Some(Spread {
-                        topology_key: Some("zone".into()),
-                        max_skew: 1,
-                    }),
+        .prop_map(
+            move |(replicas, spread, zone, cpu, mib, (max_skew, preferred, avoid))| Component {
+                name: format!("c{index}"),
+                workload: Workload::Process(ProcessSpec {
+                    command: vec!["true".into()],
+                    env: vec![],
+                    working_dir: None,
+                    restart: RestartPolicy::Always,
+                }),
+                replicas,
+                placement: Placement {
+                    node_selector: zone
+                        .map(|z| BTreeMap::from([("zone".to_string(), ZONES[z].to_string())]))
+                        .unwrap_or_default(),
+                    spread: match spread {
+                        SpreadKind::None => None,
+                        SpreadKind::Distinct => Some(Spread {
+                            topology_key: None,
+                            max_skew,
+                        }),
+                        SpreadKind::Zones => Some(Spread {
+                            topology_key: Some("zone".into()),
+                            max_skew,
+                        }),
+                    },
+                    preferred: preferred
+                        .map(|(zone, weight)| PreferredTerm {
+                            weight,
+                            expressions: vec![MatchExpression {
+                                key: "zone".into(),
+                                operator: Operator::In,
+                                values: vec![ZONES[zone].to_string()],
+                            }],
+                        })
+                        .into_iter()
+                        .collect(),
+                    // The first component of an application is what the others may avoid.
+                    avoid: if avoid && index > 0 {
+                        vec!["c0".to_string()]
+                    } else {
+                        vec![]
+                    },
+                    ..Placement::default()
                 },
-                ..Placement::default()
+                resources: Resources {
+                    cpu_millis: cpu,
+                    memory_bytes: mib << 20,
+                },
+                depends_on: vec![],
             },
-            resources: Resources {
-                cpu_millis: cpu,
-                memory_bytes: mib << 20,
-            },
-            depends_on: vec![],
-        })
+        )
 }
 
 fn apps_strategy() -> impl Strategy<Value = Vec<Application>> {
@@ -147,11 +172,21 @@ fn assert_respects_intents(apps: &[Application], nodes: &[NodeInfo], plan: &Plan
         );
         *per_node.entry((&id.app, &id.component, name)).or_default() += 1;
     }
+    for (id, name) in &plan.assignments {
+        let c = component(apps, &id.app, &id.component);
+        for other in &c.placement.avoid {
+            assert!(
+                !per_node.contains_key(&(id.app.as_str(), other.as_str(), name.as_str())),
+                "{id} on {name} shares the node with {other}, which it avoids"
+            );
+        }
+    }
 }
 
 /// Fresh placements keep `spread` over nodes: per-node counts of a component differ by at most
 /// maxSkew across the nodes that meet its other intents (here: its node selector; without
-/// resource requests, capacity never excludes a node).
+/// resource requests, capacity never excludes a node, and without anti-affinity on either side,
+/// neither do the other components).
 fn assert_spread_over_nodes(apps: &[Application], nodes: &[NodeInfo], plan: &Plan) {
     for app in apps {
         for c in &app.components {
@@ -162,7 +197,11 @@ fn assert_spread_over_nodes(apps: &[Application], nodes: &[NodeInfo], plan: &Pla
             else {
                 continue;
             };
-            if c.resources != Resources::default() {
+            let avoided = app
+                .components
+                .iter()
+                .any(|other| other.placement.avoid.contains(&c.name));
+            if c.resources != Resources::default() || avoided || !c.placement.avoid.is_empty() {
                 continue;
             }
             let selected = |n: &&NodeInfo| {
