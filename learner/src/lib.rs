@@ -3,9 +3,11 @@
 
 pub mod aggregate;
 pub mod backend;
+pub mod conv;
 pub mod data;
 pub mod dropout;
 pub mod exchange;
+mod flex;
 pub mod gossip;
 pub mod message;
 pub mod model;
@@ -13,6 +15,7 @@ pub mod node;
 pub mod numerics;
 pub mod parallel;
 pub mod params;
+pub mod pool;
 pub mod replica;
 pub mod simulate;
 pub mod topology;

@@ -4,13 +4,14 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use crate::conv::conv3x3;
 use crate::data::{CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
 use crate::dropout::DropoutMasks;
+use crate::pool::relu_max_pool2x2;
 
 /// Which architecture a learner trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,7 +48,6 @@ impl fmt::Display for ModelKind {
 pub struct Cnn {
     conv1: Conv2d,
     conv2: Conv2d,
-    pool: MaxPool2d,
     dense1: Linear,
     dense2: Linear,
 }
@@ -64,7 +64,6 @@ impl Cnn {
         Self {
             conv1: conv([1, 16]),
             conv2: conv([16, 32]),
-            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             dense1: LinearConfig::new(Self::FLAT, 32).init(device),
             dense2: LinearConfig::new(32, CLASSES).init(device),
         }
@@ -73,10 +72,11 @@ impl Cnn {
     fn forward(&self, images: Tensor<2>, mut dropout: Option<&mut DropoutMasks>) -> Tensor<2> {
         let [batch, _] = images.dims();
         let x = images.reshape([batch, 1, IMAGE_SIDE, IMAGE_SIDE]);
-        // ReLU after pooling: max and ReLU commute, and ReLU then sees a quarter of the values.
-        let x = relu(self.pool.forward(self.conv1.forward(x)));
+        // Own kernels for the convolutions' backward pass and for ReLU after pooling (max and
+        // ReLU commute): see `conv` and `pool`.
+        let x = relu_max_pool2x2(conv3x3(&self.conv1, x));
         let x = maybe_drop(x, 0.2, &mut dropout);
-        let x = relu(self.pool.forward(self.conv2.forward(x)));
+        let x = relu_max_pool2x2(conv3x3(&self.conv2, x));
         let x = maybe_drop(x, 0.3, &mut dropout);
         let x = relu(self.dense1.forward(x.reshape([batch, Self::FLAT])));
         let x = maybe_drop(x, 0.2, &mut dropout);
