@@ -6,8 +6,8 @@
 //! passes forward and backward: together about a fifth of a training step on one core. A 2x2
 //! window with stride 2 needs none of that. The forward pass takes the largest of four values
 //! and clamps it at zero; the backward pass finds the same winner again from the saved input
-//! (four comparisons are cheaper than writing and reading an index tensor) and routes the
-//! gradient to it when the output was positive, so the gradient matches `relu(max_pool2d(x))`
+//! (so no index tensor lives between the passes) and routes the gradient to it when the output
+//! was positive, so the gradient matches `relu(max_pool2d(x))`
 //! exactly, ties included (the first maximum in row-major window order wins, as in burn and
 //! PyTorch).
 //!
@@ -252,7 +252,7 @@ mod tests {
         let (want_output, want_grad) = run(reference, &x, &upstream);
         assert_eq!(output, want_output);
         assert_eq!(grad, want_grad);
-        assert!(output.iter().any(|&v| v == 0.0) && output.iter().any(|&v| v > 0.0));
+        assert!(output.contains(&0.0) && output.iter().any(|&v| v > 0.0));
     }
 
     #[test]
@@ -269,18 +269,23 @@ mod tests {
     #[test]
     fn ties_and_zeros_route_the_gradient_like_burn() {
         let device = Device::flex();
-        // Windows: a tie for the maximum, all negative, a zero maximum, one clear winner.
+        // Windows: a three-way tie for the maximum, all negative, a zero maximum, one clear
+        // winner, and a tie between the top right and bottom left (the top right comes first).
         let x = Tensor::<4>::from_floats(
             [[[
-                [1.0, 1.0, -1.0, -2.0, 0.0, -1.0, 0.5, 3.0],
-                [1.0, 0.5, -3.0, -4.0, 0.0, 0.0, 2.0, 1.0],
+                [1.0, 1.0, -1.0, -2.0, 0.0, -1.0, 0.5, 3.0, 0.0, 2.0],
+                [1.0, 0.5, -3.0, -4.0, 0.0, 0.0, 2.0, 1.0, 2.0, 1.0],
             ]]],
             &device,
         );
-        let upstream = Tensor::<4>::from_floats([[[[10.0, 20.0, 30.0, 40.0]]]], &device);
+        let upstream = Tensor::<4>::from_floats([[[[10.0, 20.0, 30.0, 40.0, 50.0]]]], &device);
         let (output, grad) = run(relu_max_pool2x2, &x, &upstream);
         let (want_output, want_grad) = run(reference, &x, &upstream);
-        assert_eq!(output, vec![1.0, 0.0, 0.0, 3.0]);
+        assert_eq!(output, vec![1.0, 0.0, 0.0, 3.0, 2.0]);
+        assert_eq!(
+            grad[9], 50.0,
+            "the top right of the last window takes its gradient"
+        );
         assert_eq!(output, want_output);
         assert_eq!(grad, want_grad);
     }
