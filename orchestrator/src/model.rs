@@ -46,6 +46,19 @@ pub enum Workload {
     Learner(LearnerSpec),
 }
 
+#[cfg(test)]
+impl Workload {
+    /// `true`, always restarted: for tests that only place a workload.
+    pub(crate) fn placeholder_process() -> Self {
+        Workload::Process(ProcessSpec {
+            command: vec!["true".into()],
+            env: vec![],
+            working_dir: None,
+            restart: RestartPolicy::Always,
+        })
+    }
+}
+
 impl Workload {
     /// The OAM component type name, as written in the YAML.
     pub fn type_name(&self) -> &'static str {

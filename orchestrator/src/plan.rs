@@ -504,7 +504,7 @@ fn rendezvous(replica: u64, node: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Placement as Intents, ProcessSpec, RestartPolicy, Spread};
+    use crate::model::{Placement as Intents, Spread};
 
     fn node(name: &str, zone: &str) -> NodeInfo {
         NodeInfo {
@@ -523,12 +523,7 @@ mod tests {
             name: "app".into(),
             components: vec![Component {
                 name: "web".into(),
-                workload: Workload::Process(ProcessSpec {
-                    command: vec!["true".into()],
-                    env: vec![],
-                    working_dir: None,
-                    restart: RestartPolicy::Always,
-                }),
+                workload: Workload::placeholder_process(),
                 replicas,
                 placement,
                 resources,

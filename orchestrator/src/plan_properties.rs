@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use crate::model::{
-    Application, Component, MatchExpression, Operator, Placement, PreferredTerm, ProcessSpec,
-    Resources, RestartPolicy, Spread, Workload,
+    Application, Component, MatchExpression, Operator, Placement, PreferredTerm, Resources, Spread,
+    Workload,
 };
 use crate::plan::{NodeInfo, Plan, Running, plan};
 
@@ -62,12 +62,7 @@ fn component_strategy(index: usize) -> impl Strategy<Value = Component> {
         .prop_map(
             move |(replicas, spread, zone, cpu, mib, (max_skew, preferred, avoid))| Component {
                 name: format!("c{index}"),
-                workload: Workload::Process(ProcessSpec {
-                    command: vec!["true".into()],
-                    env: vec![],
-                    working_dir: None,
-                    restart: RestartPolicy::Always,
-                }),
+                workload: Workload::placeholder_process(),
                 replicas,
                 placement: Placement {
                     node_selector: zone
