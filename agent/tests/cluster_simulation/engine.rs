@@ -1,0 +1,611 @@
+//! The discrete-event loop: every agent's membership and replication cores, driven through the
+//! same shell logic as the agent over a simulated network.
+
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::net::SocketAddr;
+
+use agent::membership::{Effects, Liveness, Membership, MembershipError, NodeId, Timings};
+use agent::replication::{Replica, Updates};
+use orchestrator::Application;
+use orchestrator::plan::{NodeInfo, Plan, Running, plan};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::events::{Event, Scheduled, SyncMessage};
+use crate::outcome::{FalseDeath, Outcome, Stats};
+use crate::scenario::{SEEDS, Scenario, node_addr, node_name, node_record};
+use crate::virtual_time::{EPOCH_WALL_MS, Micros, duration_micros, ms, secs};
+
+/// The agent's period for re-announcing to the seeds while alone (`gossip::REANNOUNCE`).
+const REANNOUNCE: Micros = secs(1);
+
+/// The agent's period for starting an anti-entropy round (`sync::ANTI_ENTROPY_PERIOD`).
+const ANTI_ENTROPY_PERIOD: Micros = secs(2);
+
+/// `sync::MEMBER_LISTS_EVERY`: at most one member-list swap per agent this often.
+const MEMBER_LISTS_EVERY: Micros = secs(10);
+
+/// How often the simulator checks whether the cluster has converged, to report when it did.
+const SAMPLE_EVERY: Micros = ms(250);
+
+struct SimNode {
+    name: String,
+    addr: SocketAddr,
+    membership: Membership,
+    replica: Replica,
+    crashed: bool,
+    /// This node's wall clock runs this far ahead of the others, so versions are not all
+    /// written against one perfect clock.
+    skew_ms: u64,
+    /// The agent's round-robin position over its active peers (`sync::run`).
+    round: usize,
+    /// The active peers `sync::run` already knows; a peer outside this set gets an exchange at
+    /// once when it appears.
+    synced: BTreeSet<usize>,
+    /// Anti-entropy rounds served in the current second, for the load statistic.
+    served: (u64, u64),
+    /// When this node last swapped member lists (`Node::may_swap_member_lists`).
+    last_member_lists: Option<Micros>,
+}
+
+pub struct Sim {
+    scenario: Scenario,
+    now: Micros,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    /// The network's and the shells' random choices (delays, losses, phases).
+    rng: StdRng,
+    nodes: Vec<SimNode>,
+    by_addr: HashMap<SocketAddr, usize>,
+    stats: Stats,
+    false_deaths: Vec<FalseDeath>,
+    membership_converged_since: Option<Micros>,
+    replicas_converged_since: Option<Micros>,
+    first_full_view: Option<Micros>,
+}
+
+/// The members a node treats as live, as the agent's `active_peers` does.
+pub fn is_active(liveness: Liveness) -> bool {
+    liveness != Liveness::Down
+}
+
+impl Sim {
+    pub fn new(scenario: Scenario) -> Self {
+        let mut rng = StdRng::seed_from_u64(scenario.seed);
+        let nodes: Vec<SimNode> = (0..scenario.nodes)
+            .map(|i| {
+                let id = NodeId {
+                    name: node_name(i),
+                    addr: node_addr(i),
+                    incarnation: 0,
+                };
+                let membership_seed = scenario.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64;
+                SimNode {
+                    name: id.name.clone(),
+                    addr: id.addr,
+                    membership: Membership::new(id, Timings::default(), membership_seed),
+                    replica: Replica::new(&node_name(i)),
+                    crashed: false,
+                    skew_ms: rng.random_range(0..=50),
+                    round: 0,
+                    synced: BTreeSet::new(),
+                    served: (0, 0),
+                    last_member_lists: None,
+                }
+            })
+            .collect();
+        let by_addr = nodes.iter().enumerate().map(|(i, n)| (n.addr, i)).collect();
+        let mut sim = Sim {
+            scenario,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            rng,
+            nodes,
+            by_addr,
+            stats: Stats::default(),
+            false_deaths: Vec::new(),
+            membership_converged_since: None,
+            first_full_view: None,
+            replicas_converged_since: None,
+        };
+        let script = sim.scenario.script(&mut sim.rng);
+        for (at, event) in script {
+            sim.schedule(at, event);
+        }
+        sim.schedule(SAMPLE_EVERY, Event::Sample);
+        sim
+    }
+
+    fn schedule(&mut self, at: Micros, event: Event) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            event,
+        });
+    }
+
+    fn wall_ms(&self, node: usize) -> u64 {
+        EPOCH_WALL_MS + self.now / 1000 + self.nodes[node].skew_ms
+    }
+
+    /// Whether the network drops the next message, and otherwise when it arrives.
+    fn transit(&mut self) -> Option<Micros> {
+        if self.scenario.loss > 0.0 && self.rng.random_bool(self.scenario.loss) {
+            None
+        } else {
+            Some(self.now + self.rng.random_range(ms(1)..=ms(20)))
+        }
+    }
+
+    pub fn run(mut self) -> Outcome {
+        let end = self.scenario.last_disruption() + self.scenario.settle;
+        while let Some(next) = self.queue.peek() {
+            if next.at > end {
+                break;
+            }
+            let Scheduled { at, event, .. } = self.queue.pop().expect("peeked");
+            self.now = at;
+            self.stats.events += 1;
+            self.dispatch(event);
+        }
+        self.now = end;
+        self.outcome()
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match event {
+            Event::Start { node } => self.start(node),
+            Event::Reannounce { node } => self.reannounce(node),
+            Event::AntiEntropy { node } => self.anti_entropy(node),
+            Event::Swim { from, to, packet } => self.deliver_swim(from, to, &packet),
+            Event::Timer { node, timer } => {
+                if !self.nodes[node].crashed {
+                    let step = self.nodes[node].membership.handle_timer(timer);
+                    self.apply(node, step);
+                }
+            }
+            Event::Sync { from, to, message } => self.deliver_sync(from, to, message),
+            Event::Deploy { node, app } => {
+                let wall = self.wall_ms(node);
+                let updates = self.nodes[node].replica.put_app(*app, wall);
+                self.push_to_all(node, updates);
+            }
+            Event::Crash { node } => self.nodes[node].crashed = true,
+            Event::Sample => {
+                self.sample();
+                self.schedule(self.now + SAMPLE_EVERY, Event::Sample);
+            }
+        }
+    }
+
+    fn start(&mut self, node: usize) {
+        let wall = self.wall_ms(node);
+        // Alone, the node has nobody to push its record to; anti-entropy will carry it.
+        self.nodes[node].replica.put_node(node_record(node), wall);
+        self.announce_to_seeds(node);
+        // Both loops start with the process; their first round comes one period later.
+        self.schedule(self.now + REANNOUNCE, Event::Reannounce { node });
+        self.schedule(self.now + ANTI_ENTROPY_PERIOD, Event::AntiEntropy { node });
+    }
+
+    fn announce_to_seeds(&mut self, node: usize) {
+        for seed in SEEDS {
+            if seed == node || seed >= self.nodes.len() {
+                continue;
+            }
+            let addr = self.nodes[seed].addr;
+            let step = self.nodes[node].membership.announce(addr);
+            self.apply(node, step);
+        }
+    }
+
+    /// `gossip::Shell` re-announces while it has no active member.
+    fn reannounce(&mut self, node: usize) {
+        if self.nodes[node].crashed {
+            return;
+        }
+        self.schedule(self.now + REANNOUNCE, Event::Reannounce { node });
+        if self.nodes[node].membership.active_members() == 0 {
+            self.announce_to_seeds(node);
+        }
+    }
+
+    /// `sync::run` starts one round per period with the next active peer in name order.
+    fn anti_entropy(&mut self, node: usize) {
+        if self.nodes[node].crashed {
+            return;
+        }
+        self.schedule(self.now + ANTI_ENTROPY_PERIOD, Event::AntiEntropy { node });
+        let peers = self.active_peers(node);
+        if peers.is_empty() {
+            return;
+        }
+        let me = &mut self.nodes[node];
+        let peer = peers[me.round % peers.len()];
+        me.round = me.round.wrapping_add(1);
+        self.start_round(node, peer);
+    }
+
+    /// `sync::run` also exchanges at once with every member it has not seen active before, so a
+    /// joining agent gets the cluster's state (and the cluster its record) in one round trip.
+    /// foca flags every change of the active set (join, death, rejoin) as `changed`, so that is
+    /// when to look.
+    fn sync_with_new_members(&mut self, node: usize) {
+        let active: BTreeSet<usize> = self.active_peers(node).into_iter().collect();
+        let new: Vec<usize> = active
+            .difference(&self.nodes[node].synced)
+            .copied()
+            .collect();
+        for peer in new {
+            self.start_round(node, peer);
+        }
+        self.nodes[node].synced = active;
+    }
+
+    fn start_round(&mut self, node: usize, peer: usize) {
+        let fingerprint = self.nodes[node].replica.fingerprint();
+        let members = self.nodes[node].membership.digest();
+        self.send_sync(
+            node,
+            peer,
+            SyncMessage::Fingerprint {
+                fingerprint,
+                members,
+            },
+        );
+    }
+
+    /// The node indices of the members `node` considers alive or suspect, in name order.
+    fn active_peers(&mut self, node: usize) -> Vec<usize> {
+        let members = self.nodes[node].membership.members();
+        let mut peers = Vec::with_capacity(members.len());
+        for (id, liveness) in members.values() {
+            if !is_active(*liveness) {
+                continue;
+            }
+            match self.by_addr.get(&id.addr) {
+                Some(&peer) => peers.push(peer),
+                None => self.stats.swim_unroutable += 1,
+            }
+        }
+        peers
+    }
+
+    /// The eager push of `Node::broadcast`: every local write goes to every active member.
+    fn push_to_all(&mut self, node: usize, updates: Updates) {
+        for peer in self.active_peers(node) {
+            self.send_sync(
+                node,
+                peer,
+                SyncMessage::Push {
+                    updates: updates.clone(),
+                },
+            );
+        }
+    }
+
+    fn send_sync(&mut self, from: usize, to: usize, message: SyncMessage) {
+        self.stats.sync_sent += 1;
+        if let SyncMessage::Reply { updates, .. } | SyncMessage::Push { updates } = &message {
+            self.stats.sync_entries_sent +=
+                (updates.apps.len() + updates.nodes.len() + updates.workloads.len()) as u64;
+        }
+        match self.transit() {
+            Some(at) => self.schedule(at, Event::Sync { from, to, message }),
+            None => self.stats.sync_lost += 1,
+        }
+    }
+
+    fn deliver_sync(&mut self, from: usize, to: usize, message: SyncMessage) {
+        if self.nodes[to].crashed {
+            self.stats.sync_to_crashed += 1;
+            return;
+        }
+        let wall = self.wall_ms(to);
+        // Membership lists go to the failure detector, as `Gossip::apply` does.
+        let message = match message {
+            SyncMessage::Members { states, answer } => {
+                let mine = self.nodes[to].membership.states();
+                let step = self.nodes[to].membership.apply(states);
+                self.apply(to, step);
+                if answer {
+                    let reply = SyncMessage::Members {
+                        states: mine,
+                        answer: false,
+                    };
+                    self.send_sync(to, from, reply);
+                }
+                return;
+            }
+            SyncMessage::InSync {
+                in_sync,
+                members_in_sync: false,
+            } => {
+                // `Node::may_swap_member_lists`: at most one swap per agent per 10 s.
+                let due = self.nodes[to]
+                    .last_member_lists
+                    .is_none_or(|at| self.now >= at + MEMBER_LISTS_EVERY);
+                if due {
+                    self.nodes[to].last_member_lists = Some(self.now);
+                    let states = self.nodes[to].membership.states();
+                    self.send_sync(
+                        to,
+                        from,
+                        SyncMessage::Members {
+                            states,
+                            answer: true,
+                        },
+                    );
+                }
+                SyncMessage::InSync {
+                    in_sync,
+                    members_in_sync: true,
+                }
+            }
+            other => other,
+        };
+        let members_digest = self.nodes[to].membership.digest();
+        let replica = &mut self.nodes[to].replica;
+        let reply = match message {
+            SyncMessage::Fingerprint {
+                fingerprint,
+                members,
+            } => {
+                let in_sync = replica.fingerprint() == fingerprint;
+                self.count_round_served(to);
+                Some(SyncMessage::InSync {
+                    in_sync,
+                    members_in_sync: members_digest == members,
+                })
+            }
+            SyncMessage::InSync { in_sync: true, .. } => {
+                self.stats.sync_rounds_in_sync += 1;
+                None
+            }
+            SyncMessage::InSync { in_sync: false, .. } => Some(SyncMessage::Digest {
+                digest: replica.digest(),
+            }),
+            SyncMessage::Digest { digest } => {
+                let (updates, wanted) = replica.answer(&digest);
+                Some(SyncMessage::Reply { updates, wanted })
+            }
+            SyncMessage::Reply { updates, wanted } => {
+                replica.merge(updates, wall);
+                (!wanted.is_empty()).then(|| SyncMessage::Push {
+                    updates: replica.entries_for(&wanted),
+                })
+            }
+            SyncMessage::Push { updates } => {
+                replica.merge(updates, wall);
+                None
+            }
+            SyncMessage::Members { .. } => unreachable!("member lists are handled above"),
+        };
+        if let Some(reply) = reply {
+            self.send_sync(to, from, reply);
+        }
+    }
+
+    fn count_round_served(&mut self, node: usize) {
+        self.stats.sync_rounds += 1;
+        let second = self.now / secs(1);
+        let served = &mut self.nodes[node].served;
+        if served.0 != second {
+            *served = (second, 0);
+        }
+        served.1 += 1;
+        if served.1 > self.stats.max_rounds_served_per_second {
+            self.stats.max_rounds_served_per_second = served.1;
+            self.stats.busiest = Some((self.nodes[node].name.clone(), second));
+        }
+    }
+
+    fn deliver_swim(&mut self, from: usize, to: usize, packet: &[u8]) {
+        if self.nodes[to].crashed {
+            self.stats.swim_to_crashed += 1;
+            return;
+        }
+        // The transport hands the state machine the name from the sender's certificate.
+        let certified = self.nodes[from].name.clone();
+        let step = self.nodes[to].membership.handle_packet(&certified, packet);
+        self.apply(to, step);
+    }
+
+    /// Carries out what the state machine asked for, as `gossip::Shell::apply` does.
+    fn apply(&mut self, node: usize, step: Result<Effects, MembershipError>) {
+        let effects = match step {
+            Ok(effects) => effects,
+            Err(e) => {
+                *self
+                    .stats
+                    .membership_errors
+                    .entry(e.to_string())
+                    .or_default() += 1;
+                return;
+            }
+        };
+        for (addr, packet) in effects.send {
+            self.stats.swim_sent += 1;
+            let Some(&to) = self.by_addr.get(&addr) else {
+                self.stats.swim_unroutable += 1;
+                continue;
+            };
+            match self.transit() {
+                Some(at) => self.schedule(
+                    at,
+                    Event::Swim {
+                        from: node,
+                        to,
+                        packet,
+                    },
+                ),
+                None => self.stats.swim_lost += 1,
+            }
+        }
+        for (after, timer) in effects.timers {
+            let at = self.now + duration_micros(after);
+            self.schedule(at, Event::Timer { node, timer });
+        }
+        if effects.changed {
+            self.record_false_deaths(node);
+            self.sync_with_new_members(node);
+        }
+    }
+
+    /// foca notifies every `Down` verdict, so checking on each change catches every live node
+    /// that someone declared dead, however briefly.
+    fn record_false_deaths(&mut self, observer: usize) {
+        for (name, (id, liveness)) in self.nodes[observer].membership.members() {
+            if liveness != Liveness::Down {
+                continue;
+            }
+            let Some(&subject) = self.by_addr.get(&id.addr) else {
+                continue;
+            };
+            if self.nodes[subject].crashed {
+                continue;
+            }
+            let death = FalseDeath {
+                at_ms: self.now / 1000,
+                observer: self.nodes[observer].name.clone(),
+                subject: name,
+                incarnation: id.incarnation,
+            };
+            let known = self.false_deaths.iter().any(|d| {
+                (&d.observer, &d.subject, d.incarnation)
+                    == (&death.observer, &death.subject, death.incarnation)
+            });
+            if !known {
+                self.false_deaths.push(death);
+            }
+        }
+    }
+
+    /// Notes whether the cluster is converged right now, to report when it last became so.
+    fn sample(&mut self) {
+        let live: BTreeSet<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.crashed)
+            .map(|n| n.name.as_str())
+            .collect();
+        let mut views_agree = true;
+        let mut suspicions = 0;
+        for node in self.nodes.iter().filter(|n| !n.crashed) {
+            let members = node.membership.members();
+            let mut seen_active = 0;
+            for (name, (_, liveness)) in &members {
+                let subject_live = live.contains(name.as_str());
+                match (subject_live, liveness) {
+                    (true, Liveness::Suspect) => suspicions += 1,
+                    (true, Liveness::Down) | (false, Liveness::Alive | Liveness::Suspect) => {
+                        views_agree = false
+                    }
+                    _ => {}
+                }
+                if subject_live && is_active(*liveness) {
+                    seen_active += 1;
+                }
+            }
+            if seen_active != live.len() - 1 {
+                views_agree = false;
+            }
+        }
+        self.stats.max_suspected_live_pairs = self.stats.max_suspected_live_pairs.max(suspicions);
+
+        let mut fingerprints = self
+            .nodes
+            .iter()
+            .filter(|n| !n.crashed)
+            .map(|n| n.replica.fingerprint());
+        let first = fingerprints.next();
+        let replicas_agree = fingerprints.all(|f| Some(f) == first);
+
+        let now = self.now;
+        track(&mut self.membership_converged_since, views_agree, now);
+        if views_agree && self.first_full_view.is_none() {
+            self.first_full_view = Some(now);
+        }
+        track(&mut self.replicas_converged_since, replicas_agree, now);
+    }
+
+    fn outcome(&self) -> Outcome {
+        let live_nodes: Vec<&SimNode> = self.nodes.iter().filter(|n| !n.crashed).collect();
+        Outcome {
+            live: live_nodes.iter().map(|n| n.name.clone()).collect(),
+            crashed: self
+                .nodes
+                .iter()
+                .filter(|n| n.crashed)
+                .map(|n| n.name.clone())
+                .collect(),
+            views: live_nodes
+                .iter()
+                .map(|n| {
+                    let view = n
+                        .membership
+                        .members()
+                        .into_iter()
+                        .map(|(name, (id, liveness))| (name, (id.incarnation, liveness)))
+                        .collect();
+                    (n.name.clone(), view)
+                })
+                .collect(),
+            fingerprints: live_nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.replica.fingerprint()))
+                .collect(),
+            plans: live_nodes
+                .iter()
+                .map(|n| (n.name.clone(), plan_from_own_view(n)))
+                .collect(),
+            stats: self.stats.clone(),
+            false_deaths: self.false_deaths.clone(),
+            renewed: live_nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.membership.me().incarnation))
+                .filter(|(_, incarnation)| *incarnation > 0)
+                .collect(),
+            membership_converged_at: self.membership_converged_since,
+            replicas_converged_at: self.replicas_converged_since,
+            first_full_view_at: self.first_full_view,
+            end: self.now,
+        }
+    }
+}
+
+/// Keeps `since` at the start of the current run of converged samples.
+fn track(since: &mut Option<Micros>, converged: bool, now: Micros) {
+    match (converged, *since) {
+        (true, None) => *since = Some(now),
+        (false, _) => *since = None,
+        (true, Some(_)) => {}
+    }
+}
+
+/// What the agent does before reconciling: apps from its replica, nodes = itself plus every
+/// member it considers alive or suspect, described by their replicated records. Nothing runs
+/// yet, so `running` is empty.
+fn plan_from_own_view(node: &SimNode) -> Plan {
+    let apps: Vec<Application> = node
+        .replica
+        .apps
+        .iter()
+        .map(|(_, s)| s.app.clone())
+        .collect();
+    let mut names = vec![node.name.clone()];
+    names.extend(
+        node.membership
+            .members()
+            .into_iter()
+            .filter(|(_, (_, liveness))| is_active(*liveness))
+            .map(|(name, _)| name),
+    );
+    let infos: Vec<NodeInfo> = names
+        .iter()
+        .filter_map(|name| node.replica.nodes.get(name).map(|r| r.info.clone()))
+        .collect();
+    plan(&apps, &infos, &Running::new())
+}

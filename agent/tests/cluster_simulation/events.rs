@@ -1,0 +1,106 @@
+//! The events of the discrete-event loop, and their order in its queue.
+
+use std::cmp::Ordering;
+
+use agent::membership::{MemberState, NodeId};
+use agent::replication::{StateDigest, Updates, Wanted};
+use agent::store::StoredApp;
+use bytes::Bytes;
+use foca::Timer;
+
+use crate::virtual_time::Micros;
+
+/// The anti-entropy protocol of `sync.rs`, one message per hop. In the agent these are
+/// request/response pairs on a QUIC stream; a lost one ends the round, as a timeout would.
+#[derive(Debug)]
+pub enum SyncMessage {
+    Fingerprint {
+        fingerprint: u64,
+        members: u64,
+    },
+    InSync {
+        in_sync: bool,
+        members_in_sync: bool,
+    },
+    /// Membership anti-entropy: a member list; `answer` asks for the receiver's in return.
+    Members {
+        states: Vec<MemberState>,
+        answer: bool,
+    },
+    Digest {
+        digest: StateDigest,
+    },
+    Reply {
+        updates: Updates,
+        wanted: Wanted,
+    },
+    Push {
+        updates: Updates,
+    },
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// The agent starts: it writes its own node record and announces itself to the seeds.
+    Start {
+        node: usize,
+    },
+    /// `gossip::Shell`'s timer: re-announce to the seeds while alone.
+    Reannounce {
+        node: usize,
+    },
+    /// `sync::run`'s timer: one anti-entropy round with the next active peer.
+    AntiEntropy {
+        node: usize,
+    },
+    Swim {
+        from: usize,
+        to: usize,
+        packet: Bytes,
+    },
+    Timer {
+        node: usize,
+        timer: Timer<NodeId>,
+    },
+    Sync {
+        from: usize,
+        to: usize,
+        message: SyncMessage,
+    },
+    Deploy {
+        node: usize,
+        app: Box<StoredApp>,
+    },
+    Crash {
+        node: usize,
+    },
+    Sample,
+}
+
+/// A queued event. Ordered by `(at, seq)` only, reversed, so `BinaryHeap` pops the earliest
+/// event first and events at the same instant in the order they were scheduled.
+pub struct Scheduled {
+    pub at: Micros,
+    pub seq: u64,
+    pub event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
