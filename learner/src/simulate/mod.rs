@@ -2,26 +2,23 @@
 //! optimizer, exchanging messages over a gossip graph. The nodes run the same [`LearnerNode`]
 //! state machine as the real workload; only the transport is simulated.
 
+mod network;
 mod plot;
 mod report;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
 
 pub use report::{SummaryRow, markdown_table, read_metrics, summarize, write_report};
 
 use crate::aggregate::Method;
 use crate::data::{NodeShard, Partition, Splits, partition};
-use crate::exchange::{Fetch, plan_fetches};
-use crate::gossip::{DIGEST_ENTRY_BYTES, LatestMessages};
-use crate::message::ModelMessage;
+use crate::exchange::Fetch;
+use crate::gossip::LatestMessages;
 use crate::node::{LearnerNode, NodeConfig};
 use crate::parallel::Workers;
 use crate::topology::{Graph, Topology};
 use crate::trainer::{Evaluation, TrainConfig, Trainer, initial_weights, model_layout};
+use network::Network;
 
 /// One simulated run: one method at one network size.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +140,12 @@ pub fn run(config: &SimulationConfig, data: &Splits, mut on_epoch: impl FnMut(u6
         .eval_samples
         .filter(|&n| n < data.test.len())
         .map(|n| data.test.select(&(0..n).collect::<Vec<_>>()));
-    let mut loss_rng = StdRng::seed_from_u64(config.seed ^ 0x5eed_1055);
+    let mut network = Network::new(
+        graph,
+        message_bytes,
+        config.message_loss,
+        config.seed ^ 0x5eed_1055,
+    );
     let mut metrics = Vec::new();
 
     for epoch in 1..=config.epochs {
@@ -157,23 +159,10 @@ pub fn run(config: &SimulationConfig, data: &Splits, mut on_epoch: impl FnMut(u6
         match config.fetch {
             Fetch::Lacking => {
                 for _ in 0..config.rounds {
-                    gossip_round(
-                        &mut nodes,
-                        &graph,
-                        message_bytes,
-                        config.message_loss,
-                        &mut loss_rng,
-                    );
+                    network.gossip_round(&mut nodes);
                 }
             }
-            Fetch::Intake => intake_exchange(
-                &mut nodes,
-                &graph,
-                config.intake,
-                message_bytes,
-                config.message_loss,
-                &mut loss_rng,
-            ),
+            Fetch::Intake => network.intake_exchange(&mut nodes, config.intake),
         }
         for node in &mut nodes {
             node.learner.take_in(&node.store, config.intake);
@@ -221,97 +210,6 @@ pub fn run(config: &SimulationConfig, data: &Splits, mut on_epoch: impl FnMut(u6
         config: config.clone(),
         metrics,
         wall: started.elapsed(),
-    }
-}
-
-/// One synchronous round: every node pulls, from each neighbour in turn, the messages its digest
-/// lacks. Sources are the stores as they were when the round began, so a message travels one hop
-/// per round; the puller's digest is refreshed between neighbours, so it never fetches the same
-/// message twice in a round.
-fn gossip_round(
-    nodes: &mut [SimNode],
-    graph: &Graph,
-    message_bytes: u64,
-    loss: f64,
-    rng: &mut StdRng,
-) {
-    let snapshots: Vec<LatestMessages> = nodes.iter().map(|n| n.store.clone()).collect();
-    let mut sent = vec![0u64; nodes.len()];
-    for (index, neighbours) in graph.neighbours.iter().enumerate() {
-        for &peer in neighbours {
-            let digest = nodes[index].store.digest();
-            sent[index] += digest.len() as u64 * DIGEST_ENTRY_BYTES;
-            let wanted: Vec<Arc<ModelMessage>> = snapshots[peer].newer_than(&digest);
-            deliver(
-                nodes,
-                &mut sent,
-                (peer, index),
-                wanted,
-                (message_bytes, loss),
-                rng,
-            );
-        }
-    }
-    for (node, bytes) in nodes.iter_mut().zip(sent) {
-        node.bytes_sent += bytes;
-    }
-}
-
-/// Moves `messages` from node `from` to node `to`, counting `bytes_each` for the sender and
-/// losing each with probability `loss`.
-fn deliver(
-    nodes: &mut [SimNode],
-    sent: &mut [u64],
-    (from, to): (usize, usize),
-    messages: Vec<Arc<ModelMessage>>,
-    (bytes_each, loss): (u64, f64),
-    rng: &mut StdRng,
-) {
-    for message in messages {
-        sent[from] += bytes_each;
-        if loss > 0.0 && rng.random_bool(loss) {
-            continue;
-        }
-        nodes[to].store.offer(message);
-    }
-}
-
-/// One exchange per epoch in which every node fetches only what it will take in (see
-/// [`Fetch::Intake`]), planned on its neighbours' digests as they stood after training.
-fn intake_exchange(
-    nodes: &mut [SimNode],
-    graph: &Graph,
-    intake: Option<usize>,
-    message_bytes: u64,
-    loss: f64,
-    rng: &mut StdRng,
-) {
-    let snapshots: Vec<LatestMessages> = nodes.iter().map(|n| n.store.clone()).collect();
-    let mut sent = vec![0u64; nodes.len()];
-    for (index, neighbours) in graph.neighbours.iter().enumerate() {
-        let offers: Vec<_> = neighbours.iter().map(|&p| snapshots[p].digest()).collect();
-        let held = nodes[index].store.digest();
-        // Asking for a digest costs the asker nothing but the request; the answer is the
-        // neighbour's digest.
-        for (&peer, offer) in neighbours.iter().zip(&offers) {
-            sent[peer] += offer.len() as u64 * DIGEST_ENTRY_BYTES;
-        }
-        let plan = plan_fetches(Fetch::Intake, &nodes[index].learner, intake, &held, &offers);
-        for (neighbour, senders) in plan {
-            let peer = neighbours[neighbour];
-            let fetched = snapshots[peer].from_senders(&senders);
-            deliver(
-                nodes,
-                &mut sent,
-                (peer, index),
-                fetched,
-                (message_bytes, loss),
-                rng,
-            );
-        }
-    }
-    for (node, bytes) in nodes.iter_mut().zip(sent) {
-        node.bytes_sent += bytes;
     }
 }
 
