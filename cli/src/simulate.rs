@@ -7,7 +7,7 @@ use learner::aggregate::Method;
 use learner::backend::BackendKind;
 use learner::data::{self, DataError, Partition};
 use learner::model::ModelKind;
-use learner::simulate::{self, SimulationConfig, markdown_table};
+use learner::simulate::{self, SimulationConfig, summary_markdown};
 use learner::topology::Topology;
 use learner::trainer::TrainConfig;
 
@@ -159,7 +159,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
 fn report(args: &SimulateArgs, runs: &[simulate::RunResult]) -> anyhow::Result<()> {
     let summary = simulate::write_report(&args.out, runs)
         .with_context(|| format!("writing results to {}", args.out.display()))?;
-    print!("{}", markdown_table(&summary));
+    print!("{}", summary_markdown(&summary));
     println!(
         "\nmetrics.csv, summary.csv, summary.md and plots written to {}",
         args.out.display()

@@ -40,6 +40,12 @@ fn simulate_writes_metrics_summary_and_plots() {
     )
     .ok();
     assert!(run.stdout.contains("| delta-sum | 6 |"), "{}", run.stdout);
+    // Two rules at two sizes: the report states Delta Sum's drop as a multiple of averaging's.
+    assert!(
+        run.stdout.contains("| delta-sum | 3 -> 6 |"),
+        "{}",
+        run.stdout
+    );
     let summary = std::fs::read_to_string(out.path().join("summary.csv")).unwrap();
     let rows: Vec<&str> = summary.lines().skip(1).collect();
     assert_eq!(rows.len(), 4, "{summary}");

@@ -2,13 +2,14 @@
 //! optimizer, exchanging messages over a gossip graph. The nodes run the same [`LearnerNode`]
 //! state machine as the real workload; only the transport is simulated.
 
+pub mod drops;
 mod network;
 mod plot;
 mod report;
 
 use std::time::{Duration, Instant};
 
-pub use report::{SummaryRow, markdown_table, read_metrics, summarize, write_report};
+pub use report::{SummaryRow, read_metrics, summarize, summary_markdown, write_report};
 
 use crate::aggregate::Method;
 use crate::data::{NodeShard, Partition, Splits, partition};

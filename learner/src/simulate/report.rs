@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::plot;
-use super::{NodeMetrics, RunResult};
+use super::{NodeMetrics, RunResult, drops, plot};
 use crate::aggregate::Method;
 
 /// One method at one size, at the end of the run.
@@ -124,7 +123,7 @@ pub fn write_report(dir: &Path, runs: &[RunResult]) -> std::io::Result<Vec<Summa
         .expect("writing to a string");
     }
     std::fs::write(dir.join("summary.csv"), csv)?;
-    std::fs::write(dir.join("summary.md"), markdown_table(&summary))?;
+    std::fs::write(dir.join("summary.md"), summary_markdown(&summary))?;
     plot::accuracy_over_epochs(dir, runs).map_err(|e| std::io::Error::other(e.to_string()))?;
     plot::final_accuracy_by_size(dir, &summary)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -190,6 +189,11 @@ pub fn read_metrics(paths: &[std::path::PathBuf]) -> std::io::Result<Vec<RunResu
             }
         })
         .collect())
+}
+
+/// The summary table followed by the paper's two claims computed from it (see [`drops`]).
+pub fn summary_markdown(summary: &[SummaryRow]) -> String {
+    markdown_table(summary) + &drops::markdown(summary)
 }
 
 /// The summary as a Markdown table (accuracies in percent).
