@@ -28,6 +28,7 @@ for method in ${methods//,/ }; do
     rm -rf "$cell.partial"
     "$gossipctl" simulate --model cnn --nodes "$nodes" --methods "$method" --epochs 200 \
       --window 10 --degree 4 --seed 1 --eval-samples 2000 --out "$cell.partial"
+    rm -rf "$cell"
     mv "$cell.partial" "$cell"
   done
 done

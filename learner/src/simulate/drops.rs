@@ -230,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn a_drop_that_doubles_its_step_per_doubling_fits_the_logarithm() {
+    fn a_drop_of_one_point_per_doubling_fits_the_logarithm() {
         // 1 point per doubling from 10 nodes.
         let summary: Vec<SummaryRow> = [10, 20, 40, 80, 160]
             .into_iter()

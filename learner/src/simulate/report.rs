@@ -197,7 +197,7 @@ pub fn summary_markdown(summary: &[SummaryRow]) -> String {
 }
 
 /// The summary as a Markdown table (accuracies in percent).
-pub fn markdown_table(summary: &[SummaryRow]) -> String {
+fn markdown_table(summary: &[SummaryRow]) -> String {
     let mut out = String::from(
         "| method | nodes | final min | final median | final max | drop vs smallest | MB sent per node | wall time |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
