@@ -148,10 +148,18 @@ async fn run(mut child: Child, launch: &Launch, store: &Store, attempt: &mut Att
             Exit::Stopped
         }
     };
+    let mut last_lines = Vec::new();
     for pump in pumps {
         // A descendant that left the group could hold the pipe open forever; don't wait on it.
-        let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
+        let last = tokio::time::timeout(Duration::from_secs(1), pump).await;
+        last_lines.push(last.ok().and_then(Result::ok).flatten());
     }
+    // As Kubernetes' FallbackToLogsOnError: a failure says why in the process's own words,
+    // its last line on stderr, so `get workloads` shows the cause and not only a status code.
+    let outcome = match (outcome, last_lines.pop().flatten()) {
+        (Exit::Failed(message), Some(reason)) => Exit::Failed(format!("{message}: {reason}")),
+        (outcome, _) => outcome,
+    };
     if let Err(e) = store.forget_process_group(&launch.id) {
         tracing::warn!(workload = %launch.id, "cannot clear process group record: {e}");
     }
@@ -185,23 +193,54 @@ async fn terminate(child: &mut Child, group: Pid) {
     let _ = killpg(group, Signal::SIGKILL);
 }
 
-/// Copies a child's output into the log store line by line.
+/// Copies a child's output into the log store line by line; returns its last non-empty line.
 async fn pump(
     stream: Option<impl AsyncRead + Unpin>,
     logs: LogStore,
     workload: String,
     kind: LogStream,
-) {
-    let Some(mut stream) = stream else { return };
+) -> Option<String> {
+    let mut stream = stream?;
     let mut lines = LineWriter::new(logs, workload, kind);
+    let mut tail = Tail::default();
     let mut chunk = [0u8; 8192];
     loop {
         match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => lines.write(&chunk[..n]),
+            Ok(n) => {
+                lines.write(&chunk[..n]);
+                tail.push(&chunk[..n]);
+            }
         }
     }
     lines.finish();
+    tail.last_line()
+}
+
+/// The last few kilobytes of a stream, enough to find its last line.
+#[derive(Default)]
+struct Tail(Vec<u8>);
+
+impl Tail {
+    const KEEP: usize = 4096;
+    /// A status message is one line of a table: longer reasons are cut, with an ellipsis.
+    const MAX_CHARS: usize = 300;
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+        if self.0.len() > 2 * Self::KEEP {
+            self.0.drain(..self.0.len() - Self::KEEP);
+        }
+    }
+
+    fn last_line(&self) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.0);
+        let line = text.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+        Some(match line.char_indices().nth(Self::MAX_CHARS) {
+            Some((cut, _)) => format!("{}...", &line[..cut]),
+            None => line.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -331,5 +370,37 @@ mod tests {
         for mut s in [always, on_failure_ok, never] {
             s.stop().await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_failure_says_why_in_the_process_last_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let logs = LogStore::new();
+        let script =
+            "echo starting; echo first >&2; echo 'no data: install the package' >&2; echo; exit 3";
+        let mut failing = start(&["sh", "-c", script], RestartPolicy::Never, &logs, &store);
+        let failed = wait_for(&failing, |s| s.state == WorkloadState::Failed).await;
+        assert_eq!(
+            failed.message,
+            "exited with status 3: no data: install the package"
+        );
+        failing.stop().await;
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_line_and_cuts_long_ones() {
+        let mut tail = Tail::default();
+        assert_eq!(tail.last_line(), None);
+        for _ in 0..5000 {
+            tail.push(b"noise line\n");
+        }
+        tail.push(b"the end\n\n");
+        assert_eq!(tail.last_line().as_deref(), Some("the end"));
+        let mut long = Tail::default();
+        long.push("x".repeat(1000).as_bytes());
+        let line = long.last_line().unwrap();
+        assert_eq!(line.chars().count(), Tail::MAX_CHARS + 3);
+        assert!(line.ends_with("..."));
     }
 }

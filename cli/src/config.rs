@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use agent::identity::{ADMIN_CERT_FILE, ADMIN_KEY_FILE, CA_CERT_FILE, Credentials};
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 pub const CONFIG_FILE: &str = "config.yaml";
@@ -34,8 +34,20 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read cluster config {}", path.display()))?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(crate::failure::invalid(format!(
+                    "no cluster config at {}: run `gossipctl up` for a local cluster, or \
+                     `gossipctl cluster init` for your own agents, and use the config.yaml it writes",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read cluster config {}", path.display()));
+            }
+        };
         serde_yaml::from_str(&text).map_err(|e| {
             let at = e
                 .location()
@@ -72,9 +84,9 @@ pub fn locate(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     let default = dirs::config_dir().map(|d| d.join("gossipctl").join(CONFIG_FILE));
     match default {
         Some(path) if path.exists() => Ok(path),
-        _ => Err(anyhow!(
+        _ => Err(crate::failure::invalid(format!(
             "no cluster config: pass --config FILE, set {CONFIG_ENV}, or run `gossipctl up` \
              (or `gossipctl cluster init`) and point {CONFIG_ENV} at the config.yaml it writes"
-        )),
+        ))),
     }
 }

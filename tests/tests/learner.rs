@@ -246,3 +246,46 @@ fn learner_calls_need_a_cluster_node_certificate() {
         "{response:?}"
     );
 }
+
+/// The shipped example on a node without the data set: its replicas fail and say, in
+/// `get workloads`, which Debian package brings the data, and keep retrying with back-off so
+/// that installing it is enough.
+#[test]
+fn the_example_without_the_dataset_names_the_package_in_its_status() {
+    let empty = e2e::temp_dir();
+    let cluster = Cluster::up_with_env(1, &[("GOSSIP_DATA", empty.path().to_str().unwrap())]);
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fashion-mnist-delta-sum.yaml");
+    cluster.ctl(&["deploy", example.to_str().unwrap()]).ok();
+    let mut seen = Vec::new();
+    wait_for(
+        "the learner replicas to report the missing data set",
+        Duration::from_secs(60),
+        || {
+            seen = learners(&cluster, 1);
+            seen.len() == 3
+                && seen.iter().all(|w| {
+                    w["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("apt-get install dataset-fashion-mnist"))
+                })
+        },
+    );
+    for replica in &seen {
+        assert_ne!(replica["state"], "running", "{replica}");
+        assert!(
+            replica["message"]
+                .as_str()
+                .unwrap()
+                .contains("exited with status"),
+            "{replica}"
+        );
+    }
+    // The process component of the same application is not held back by the learner.
+    let dashboard = cluster
+        .workloads_at(1)
+        .into_iter()
+        .find(|w| w["component"] == "dashboard")
+        .expect("the dashboard replica");
+    assert_eq!(dashboard["state"], "running", "{dashboard}");
+}

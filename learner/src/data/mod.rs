@@ -79,16 +79,19 @@ pub struct Splits {
     pub test: Dataset,
 }
 
-/// The directories consulted, in order: `--data`, then `$GOSSIP_DATA`, then the system package.
+/// The directories consulted: `--data` when given, else `$GOSSIP_DATA` when set, else the
+/// system package's directory. A variable that is set replaces the default rather than adding
+/// to it (as `XDG_DATA_DIRS` does), so a node can be pointed away from an installed copy.
 pub fn candidate_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
-    match explicit {
-        Some(dir) => vec![dir.to_path_buf()],
-        None => std::env::var_os(DATA_ENV)
-            .map(PathBuf::from)
-            .into_iter()
-            .chain([PathBuf::from(SYSTEM_DATA_DIR)])
-            .collect(),
-    }
+    dirs_from(explicit, std::env::var_os(DATA_ENV).as_deref())
+}
+
+fn dirs_from(explicit: Option<&Path>, env: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
+    let chosen = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| env.filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_DATA_DIR));
+    vec![chosen]
 }
 
 /// Loads the first candidate directory that holds the four files.
@@ -175,6 +178,19 @@ mod tests {
             message.contains("apt-get install dataset-fashion-mnist"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_flag_wins_then_the_variable_then_the_package() {
+        let flag = Path::new("/flag");
+        let env = std::ffi::OsStr::new("/env");
+        assert_eq!(dirs_from(Some(flag), Some(env)), [PathBuf::from("/flag")]);
+        assert_eq!(dirs_from(None, Some(env)), [PathBuf::from("/env")]);
+        assert_eq!(
+            dirs_from(None, Some(std::ffi::OsStr::new(""))),
+            [PathBuf::from(SYSTEM_DATA_DIR)]
+        );
+        assert_eq!(dirs_from(None, None), [PathBuf::from(SYSTEM_DATA_DIR)]);
     }
 
     #[test]
