@@ -3,7 +3,8 @@
 #   scripts/bench.sh deploy    deploy latency against a local cluster (tests/benches/deploy.rs)
 #   scripts/bench.sh cluster   membership convergence and failure detection (tests/benches/cluster.rs)
 #   scripts/bench.sh learner   training throughput, burn vs PyTorch on one core (learner/benches/throughput.rs)
-#   scripts/bench.sh simulate  wall time of the 50-node MLP simulation, 200 epochs
+#   scripts/bench.sh simulate  wall time of the 50-node MLP simulation, 200 epochs: the paper's
+#                              protocol against the relay protocol in the same run, as a ratio
 #   scripts/bench.sh learner-cluster  10 learner replicas on a local cluster vs the simulator (tests/benches/learner.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +16,24 @@ case "$bench" in
     cargo bench -p learner --bench throughput
     ;;
   simulate)
-    cargo build --release -p cli
-    time target/release/gossipctl simulate --model mlp --nodes 50 --methods delta-sum \
-      --epochs 200 --out target/bench-simulate
+    cargo build --release --locked --bins
+    # One cell each, alternating, so a drift in the machine's speed hits both alike.
+    runs="${RUNS:-2}"
+    declare -A total=([paper]=0 [relay]=0)
+    for run in $(seq "$runs"); do
+      for protocol in paper relay; do
+        start=$(date +%s.%N)
+        target/release/gossipctl simulate --model mlp --nodes 50 --methods delta-sum \
+          --epochs 200 --protocol "$protocol" --topology random \
+          --out "target/bench-simulate/$protocol" >/dev/null 2>&1
+        seconds=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+        total[$protocol]=$(awk -v a="${total[$protocol]}" -v b="$seconds" 'BEGIN { print a + b }')
+        printf 'run %d: --protocol %-5s %6.1f s\n' "$run" "$protocol" "$seconds"
+      done
+    done
+    awk -v p="${total[paper]}" -v r="${total[relay]}" -v n="$runs" -v c="$(nproc)" 'BEGIN {
+      printf "mean: paper %.1f s, relay %.1f s; paper / relay = %.2f (%d cores)\n", p / n, r / n, p / r, c
+    }'
     ;;
   *)
     cargo build --release --workspace --bins

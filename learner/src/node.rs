@@ -105,15 +105,58 @@ impl LearnerNode {
     /// Records a finished local epoch that took the weights from `before` to `after`, and returns
     /// the message to publish (already counted in this node's own window).
     pub fn end_epoch(&mut self, before: &[f32], after: &[f32]) -> Arc<ModelMessage> {
+        let message = self.publish(before, after);
+        self.record_own(message.clone());
+        message
+    }
+
+    /// The message for a finished local epoch, not yet counted in this node's window: the
+    /// paper's learner drains its peers' messages first and appends its own after them
+    /// ([`Self::record_own`]), which decides whose base the in-place quirk overwrites.
+    pub fn publish(&mut self, before: &[f32], after: &[f32]) -> Arc<ModelMessage> {
         self.epoch += 1;
-        let message = Arc::new(ModelMessage::from_epoch(
+        Arc::new(ModelMessage::from_epoch(
             self.config.id,
             self.epoch,
             before,
             after,
-        ));
-        self.record(message.clone());
-        message
+        ))
+    }
+
+    /// Counts this node's own published message in its window.
+    pub fn record_own(&mut self, message: Arc<ModelMessage>) {
+        debug_assert_eq!(message.sender, self.config.id);
+        self.record(message);
+    }
+
+    /// Takes in the peer messages that arrived since the last drain, in the order they arrived:
+    /// every one newer than what was processed from its sender, or, with a `limit`, that many,
+    /// senders waited on longest first. Returns how many were accepted.
+    pub fn drain(&mut self, arrived: &[Arc<ModelMessage>], limit: Option<usize>) -> usize {
+        let chosen: Vec<&Arc<ModelMessage>> = match limit {
+            None => arrived.iter().collect(),
+            Some(limit) => {
+                let mut order = self.intake_order(arrived.iter().map(|m| (m.sender, m.timestamp)));
+                order.truncate(limit);
+                order
+                    .into_iter()
+                    .filter_map(|sender| {
+                        arrived
+                            .iter()
+                            .filter(|m| m.sender == sender)
+                            .max_by_key(|m| m.timestamp)
+                    })
+                    .collect()
+            }
+        };
+        let mut accepted = 0;
+        for message in chosen {
+            self.taken_at.insert(message.sender, self.epoch);
+            if self.receive(message.clone()) == Receipt::Accepted {
+                accepted += 1;
+            }
+        }
+        accepted
     }
 
     /// Takes in a peer's message.
@@ -339,5 +382,48 @@ mod tests {
     fn message_size_depends_on_the_rule() {
         assert_eq!(node(Method::DeltaSum).message_bytes(10), 16 + 80);
         assert_eq!(node(Method::Average).message_bytes(10), 16 + 40);
+    }
+
+    #[test]
+    fn a_drain_takes_everything_new_in_arrival_order_then_the_own_message() {
+        let mut node = node(Method::DeltaSum);
+        let own = node.publish(&[0.0; 2], &[0.0; 2]);
+        let arrived = [
+            peer(2, 1, [0.0; 2], [0.0; 2]),
+            peer(1, 1, [0.0; 2], [0.0; 2]),
+        ];
+        assert_eq!(node.drain(&arrived, None), 2);
+        node.record_own(own);
+        let order: Vec<SenderId> = node.window.iter().map(|(id, _)| *id).collect();
+        assert_eq!(
+            order,
+            vec![2, 1, 0],
+            "remotes in the order drained, then the node"
+        );
+        // The same messages again are stale; a newer one from 1 is taken exactly once.
+        let again = [
+            peer(1, 1, [0.0; 2], [0.0; 2]),
+            peer(1, 2, [0.0; 2], [0.0; 2]),
+        ];
+        assert_eq!(node.drain(&again, None), 1);
+        assert_eq!(node.drain(&again, None), 0);
+    }
+
+    #[test]
+    fn a_limited_drain_takes_the_longest_waiting_senders() {
+        let mut node = node(Method::Average);
+        node.end_epoch(&[0.0; 2], &[0.0; 2]);
+        let arrived = [
+            peer(3, 1, [0.0; 2], [0.0; 2]),
+            peer(1, 1, [0.0; 2], [0.0; 2]),
+        ];
+        assert_eq!(node.drain(&arrived, Some(1)), 1);
+        assert_eq!(
+            node.last_seen.get(&1),
+            Some(&1),
+            "never taken, lowest id first"
+        );
+        assert_eq!(node.drain(&arrived, Some(1)), 1);
+        assert_eq!(node.last_seen.get(&3), Some(&1));
     }
 }

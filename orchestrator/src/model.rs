@@ -135,7 +135,7 @@ pub struct PortSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LearnerSpec {
-    /// `fashion-mnist` (the Debian package's files, or `$GOSSIP_DATA`), or a directory of IDX files.
+    /// `fashion-mnist` (the Debian package's files, or the directory `$GOSSIP_DATA` names instead), or a directory of IDX files.
     pub dataset: String,
     /// One of [`LEARNER_MODELS`].
     pub model: String,
@@ -152,7 +152,8 @@ pub struct LearnerSpec {
     pub seed: u64,
     /// How many neighbours each replica exchanges with (nearest by round-trip time).
     pub peers: u32,
-    /// Foreign models taken into the window per epoch (the paper's code takes one).
+    /// Peer messages taken into the window per epoch, or [`INTAKE_ALL`] (the default, as the
+    /// paper's learner: every neighbour's message that is new since the last drain).
     pub intake: u32,
     /// One of [`LEARNER_BACKENDS`].
     pub backend: String,
@@ -166,6 +167,8 @@ pub const LEARNER_AGGREGATIONS: [&str; 4] = [
     "delta-sum-in-place",
 ];
 pub const LEARNER_BACKENDS: [&str; 2] = ["flex", "ndarray"];
+/// `intake: all`: every new peer message each epoch.
+pub const INTAKE_ALL: u32 = 0;
 
 impl Default for LearnerSpec {
     fn default() -> Self {
@@ -180,7 +183,7 @@ impl Default for LearnerSpec {
             partition: "iid".into(),
             seed: 1,
             peers: 4,
-            intake: 1,
+            intake: INTAKE_ALL,
             backend: "flex".into(),
         }
     }

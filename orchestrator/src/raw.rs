@@ -147,7 +147,7 @@ pub(crate) struct RawLearner {
     pub partition: Option<String>,
     pub seed: Option<Integer>,
     pub peers: Option<Integer>,
-    pub intake: Option<Integer>,
+    pub intake: Option<RawIntake>,
     pub backend: Option<String>,
 }
 
@@ -181,6 +181,48 @@ impl<'de> Deserialize<'de> for Integer {
         }
 
         deserializer.deserialize_any(IntegerVisitor)
+    }
+}
+
+/// A learner's `intake`: a count of messages per epoch, or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawIntake {
+    All,
+    Count(Integer),
+}
+
+impl<'de> Deserialize<'de> for RawIntake {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IntakeVisitor;
+
+        impl Visitor<'_> for IntakeVisitor {
+            type Value = RawIntake;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a positive integer or `all`")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<RawIntake, E> {
+                Ok(RawIntake::Count(Integer(value.into())))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<RawIntake, E> {
+                Ok(RawIntake::Count(Integer(value.into())))
+            }
+
+            fn visit_i128<E: serde::de::Error>(self, value: i128) -> Result<RawIntake, E> {
+                Ok(RawIntake::Count(Integer(value)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawIntake, E> {
+                match value {
+                    "all" => Ok(RawIntake::All),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(IntakeVisitor)
     }
 }
 

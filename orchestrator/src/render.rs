@@ -5,8 +5,8 @@ use serde_yaml::{Mapping, Value};
 
 use crate::emit::to_yaml;
 use crate::model::{
-    Application, Component, ContainerSpec, EnvVar, LearnerSpec, MatchExpression, Operator,
-    Placement, ProcessSpec, RestartPolicy, Workload,
+    Application, Component, ContainerSpec, EnvVar, INTAKE_ALL, LearnerSpec, MatchExpression,
+    Operator, Placement, ProcessSpec, RestartPolicy, Workload,
 };
 use crate::quantity::{format_cpu, format_memory};
 
@@ -86,7 +86,14 @@ fn render_learner(learner: &LearnerSpec) -> Value {
         .field("partition", learner.partition.as_str())
         .field("seed", learner.seed)
         .field("peers", learner.peers)
-        .field("intake", learner.intake)
+        .field(
+            "intake",
+            if learner.intake == INTAKE_ALL {
+                Value::from("all")
+            } else {
+                Value::from(learner.intake)
+            },
+        )
         .field("backend", learner.backend.as_str())
         .into()
 }

@@ -6,13 +6,13 @@ use serde_yaml::Value;
 
 use crate::diagnostics::Report;
 use crate::model::{
-    ContainerSpec, EnvVar, LEARNER_AGGREGATIONS, LEARNER_BACKENDS, LEARNER_MODELS, LearnerSpec,
-    LearningRate, PortSpec, ProcessSpec, RestartPolicy, Workload,
+    ContainerSpec, EnvVar, INTAKE_ALL, LEARNER_AGGREGATIONS, LEARNER_BACKENDS, LEARNER_MODELS,
+    LearnerSpec, LearningRate, PortSpec, ProcessSpec, RestartPolicy, Workload,
 };
 use crate::names::{check_env_var_name, check_no_nul};
 use crate::path::FieldPath;
 use crate::quantity::{parse_cpu, parse_memory};
-use crate::raw::{Integer, RawContainer, RawEnvVar, RawLearner, RawPort, RawProcess};
+use crate::raw::{Integer, RawContainer, RawEnvVar, RawIntake, RawLearner, RawPort, RawProcess};
 
 /// The component types this orchestrator can run, in the order error messages list them.
 pub(crate) const COMPONENT_TYPES: [&str; 4] = ["process", "webservice", "worker", "learner"];
@@ -180,14 +180,22 @@ fn decode_learner(properties: Value, path: &FieldPath, report: &mut Report) -> O
         report,
     );
     let peers = check_count(raw.peers, default.peers, "peers", MAX_PEERS, path, report);
-    let intake = check_count(
-        raw.intake,
-        default.intake,
-        "intake",
-        MAX_PEERS,
-        path,
-        report,
-    );
+    let intake = match raw.intake {
+        None => Some(default.intake),
+        Some(RawIntake::All) => Some(INTAKE_ALL),
+        Some(RawIntake::Count(Integer(count))) => {
+            match u32::try_from(count) {
+                Ok(count) if (1..=MAX_PEERS).contains(&count) => Some(count),
+                _ => {
+                    report.error(
+                    &path.key("intake"),
+                    format!("invalid intake {count}; expected `all` or an integer from 1 to {MAX_PEERS}"),
+                );
+                    None
+                }
+            }
+        }
+    };
     let window = match (epochs, window) {
         (Some(epochs), Some(window)) if window > epochs => {
             let which = if raw.window.is_none() {

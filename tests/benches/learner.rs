@@ -3,11 +3,12 @@
 //! Run with `scripts/bench.sh learner-cluster` (needs `dataset-fashion-mnist`). For each rule it
 //! starts 10 agents, deploys a 10-replica MLP learner on the full Fashion-MNIST (one replica per
 //! agent, `peers: 2`, so the exchange graph is the ring), waits until every replica succeeded,
-//! and reads each replica's final test accuracy and byte counters. The traffic baseline is
-//! measured in the same exchanges: each answer to a digest request also reports what the Delta
-//! Sum paper's design would have sent instead (every message the responder holds). Then it runs
-//! `gossipctl simulate` with the same configuration (ring, intake 1, fetch intake) so the two
-//! can be compared. `LEARNER_BENCH_EPOCHS` (default 50) and `LEARNER_BENCH_WINDOW` (default 10)
+//! and reads each replica's final test accuracy and byte counters. The traffic baseline is the
+//! Delta Sum paper's design, which each replica counts for its own epochs: every memberlist
+//! push-pull interval (1 s, 2 s above 32 members) a node sends its whole store (its own and its
+//! neighbours' latest messages) to a random member and answers one such call. Then it runs
+//! `gossipctl simulate --protocol paper` with the same configuration (the ring, everything new
+//! taken in) so the two can be compared. `LEARNER_BENCH_EPOCHS` (default 50) and `LEARNER_BENCH_WINDOW` (default 10)
 //! change the run length.
 
 use std::time::{Duration, Instant};
@@ -122,7 +123,7 @@ fn run_simulator(method: &str, epochs: u32, window: u32) -> (f64, Duration) {
         ])
         .args(["--methods", method, "--epochs", &epochs.to_string()])
         .args(["--window", &window.to_string(), "--topology", "ring"])
-        .args(["--intake", "1", "--fetch", "intake", "--seed", "1"])
+        .args(["--protocol", "paper", "--seeds", "1"])
         .arg("--out")
         .arg(out.path())
         .stdout(std::process::Stdio::null())
@@ -132,7 +133,7 @@ fn run_simulator(method: &str, epochs: u32, window: u32) -> (f64, Duration) {
     assert!(status.success(), "simulate failed");
     let wall = started.elapsed();
     let summary = std::fs::read_to_string(out.path().join("summary.csv")).unwrap();
-    // method,nodes,final_min,final_median,final_max,drop,bytes_per_node
+    // method,nodes,seeds,final_median_mean,...
     let row = summary.lines().nth(1).expect("a summary row");
     let median: f64 = row.split(',').nth(3).unwrap().parse().unwrap();
     (median, wall)
@@ -143,7 +144,7 @@ fn main() {
     let window = env_or("LEARNER_BENCH_WINDOW", 10);
     println!(
         "learner workload: {REPLICAS} replicas on {REPLICAS} local agents, MLP, full Fashion-MNIST, \
-         {epochs} epochs, window {window}, peers 2 (ring), intake 1; {} cores",
+         {epochs} epochs, window {window}, peers 2 (ring), intake all; {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(

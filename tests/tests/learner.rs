@@ -39,7 +39,7 @@ spec:
         seed: 3
       traits:
         - type: scaler
-          properties: {{replicas: 3}}
+          properties: {{replicas: 4}}
         - type: spread
           properties: {{}}
     - name: sidecar
@@ -82,7 +82,7 @@ fn replicas_learn_together_and_a_moved_replica_resumes_from_its_checkpoint() {
         Duration::from_secs(120),
         || {
             let replicas = learners(&cluster, 1);
-            replicas.len() == 3 && replicas.iter().all(|w| epoch(w) >= 20)
+            replicas.len() == 4 && replicas.iter().all(|w| epoch(w) >= 20)
         },
     );
     let before = learners(&cluster, 1);
@@ -133,7 +133,7 @@ fn replicas_learn_together_and_a_moved_replica_resumes_from_its_checkpoint() {
     );
     wait_for("every replica to finish", Duration::from_secs(300), || {
         let replicas = learners(&cluster, observer);
-        replicas.len() == 3 && replicas.iter().all(|w| w["state"] == "succeeded")
+        replicas.len() == 4 && replicas.iter().all(|w| w["state"] == "succeeded")
     });
 
     let finals = learners(&cluster, observer);
@@ -154,22 +154,52 @@ fn replicas_learn_together_and_a_moved_replica_resumes_from_its_checkpoint() {
         "the moved replica started over instead of resuming: {moved}"
     );
 
-    // Each replica merged models from the others, and says so in its log.
+    // Each replica merged models from its peers, and only from them (no relay): with four
+    // replicas and `peers: 2`, replica i's peers are its ring neighbours i - 1 and i + 1, so
+    // the replica across the ring is never in its window.
     let logs = cluster
-        .ctl_at(observer, &["logs", "fmnist/learner", "--tail", "2000"])
+        .ctl_at(observer, &["logs", "fmnist/learner", "--tail", "4000"])
         .ok()
         .stdout;
-    for me in 0..3u32 {
-        let heard_others = logs.lines().any(|line| {
-            line.contains(&format!("fmnist/learner/{me}"))
-                && line.contains("from replicas [")
-                && (0..3).filter(|&other| other != me).any(|other| {
-                    let list = line.rsplit_once('[').map_or("", |(_, l)| l);
-                    list.split([',', ']', ' ']).any(|n| n == other.to_string())
-                })
-        });
+    let list = |line: &str, after: &str| -> Vec<u32> {
+        let Some((_, rest)) = line.split_once(after) else {
+            return Vec::new();
+        };
+        let inside = rest.split(']').next().unwrap_or("");
+        inside
+            .split([',', ' '])
+            .filter_map(|n| n.trim().parse().ok())
+            .collect()
+    };
+    for me in 0..4u32 {
+        let aggregations: Vec<&str> = logs
+            .lines()
+            .filter(|line| line.contains(&format!("fmnist/learner/{me}")))
+            .filter(|line| line.contains("from replicas ["))
+            .collect();
         assert!(
-            heard_others,
+            !aggregations.is_empty(),
+            "replica {me} never aggregated:\n{logs}"
+        );
+        let mut heard_a_peer = false;
+        for line in &aggregations {
+            let senders = list(line, "from replicas [");
+            let peers = list(line, "peers [");
+            let across = (me + 2) % 4;
+            assert!(
+                !senders.contains(&across),
+                "replica {me} took in replica {across}, which is not its peer: {line}"
+            );
+            for sender in &senders {
+                assert!(
+                    *sender == me || peers.contains(sender),
+                    "replica {me}'s window holds {sender}, not among its peers: {line}"
+                );
+            }
+            heard_a_peer |= senders.iter().any(|s| *s != me);
+        }
+        assert!(
+            heard_a_peer,
             "replica {me} never merged a peer's model:\n{logs}"
         );
     }

@@ -14,7 +14,9 @@ pub fn lambda(epoch: u64) -> f64 {
 pub struct DeltaSum {
     /// Reproduce the reference code's aliasing: the first sender's stored first base is the
     /// buffer the average is accumulated into, so that sender's delta is taken against the
-    /// average base instead of its own.
+    /// average base instead of its own: `(b(last) - base) + u(last)`. When that sender has a
+    /// single message in the window, its first and last are one object, so `b(last)` was
+    /// overwritten too and only `u(last)` remains.
     pub in_place_quirk: bool,
 }
 
@@ -27,12 +29,19 @@ impl Aggregator for DeltaSum {
         let lambda = lambda(input.epoch);
         let mut delta_sum = vec![0.0f64; base.len()];
         for (index, window) in input.senders.iter().enumerate() {
-            let first_base: &[f32] = if self.in_place_quirk && index == 0 {
+            let last = window.last;
+            let overwritten = self.in_place_quirk && index == 0;
+            if overwritten && window.is_single() {
+                for (acc, u) in delta_sum.iter_mut().zip(last.delta.iter()) {
+                    *acc += f64::from(*u);
+                }
+                continue;
+            }
+            let first_base: &[f32] = if overwritten {
                 &base
             } else {
                 &window.first.base
             };
-            let last = window.last;
             for (i, acc) in delta_sum.iter_mut().enumerate() {
                 *acc += f64::from(last.base[i] - first_base[i]) + f64::from(last.delta[i]);
             }
@@ -88,6 +97,57 @@ mod tests {
         }
         .aggregate(&input);
         assert_close(&quirk, &[1.0 + 0.16 * 1.0, 2.0 + 0.16 * 2.0]);
+    }
+
+    #[test]
+    fn the_quirk_on_a_single_message_first_sender_keeps_only_its_last_delta() {
+        // As the reference: the window's first key is a remote heard once (first and last are
+        // one object), then the node itself with two messages.
+        let remote = message(4, 9, &[2.0, 0.0], &[1.0, 1.0]);
+        let own_first = message(0, 1, &[0.0, 2.0], &[0.5, 0.0]);
+        let own_last = message(0, 2, &[0.5, 2.0], &[0.5, 1.0]);
+        let senders = [
+            SenderWindow::new(&remote, &remote),
+            SenderWindow::new(&own_first, &own_last),
+        ];
+        let input = AggregationInput {
+            own_id: 0,
+            own_weights: &[1.0, 3.0],
+            senders: &senders,
+            epoch: 20,
+            layout: &[2],
+        };
+        // base = mean([2,0], [0,2]) = [1, 1]; lambda(20) = 0.17.
+        // Remote (quirk, single): u = [1, 1]. Own: ([0.5,2] - [0,2]) + [0.5,1] = [1, 1].
+        let quirk = DeltaSum {
+            in_place_quirk: true,
+        }
+        .aggregate(&input);
+        assert_close(&quirk, &[1.0 + 0.17 * 2.0, 1.0 + 0.17 * 2.0]);
+        // Not (b - base) + u = [2, 0]: the overwritten base is the message's own base too.
+        // A single message's delta is then what the intended rule gives, (b - b) + u.
+        let plain = DeltaSum::default().aggregate(&input);
+        assert_close(&plain, &quirk);
+        // Where the first sender has two messages the quirk takes its delta against the base:
+        // remote first b=[2,0], last b=[4,0] u=[1,1]: quirk (b_last - base) + u = [4, 0].
+        let remote_last = message(4, 10, &[4.0, 0.0], &[1.0, 1.0]);
+        let senders = [
+            SenderWindow::new(&remote, &remote_last),
+            SenderWindow::new(&own_first, &own_last),
+        ];
+        let input = AggregationInput {
+            senders: &senders,
+            ..input
+        };
+        let quirk = DeltaSum {
+            in_place_quirk: true,
+        }
+        .aggregate(&input);
+        // delta sum = [4, 0] + [1, 1] = [5, 1].
+        assert_close(&quirk, &[1.0 + 0.17 * 5.0, 1.0 + 0.17 * 1.0]);
+        // The intended rule: ([4,0] - [2,0]) + [1,1] = [3, 1]; sum [4, 2].
+        let plain = DeltaSum::default().aggregate(&input);
+        assert_close(&plain, &[1.0 + 0.17 * 4.0, 1.0 + 0.17 * 2.0]);
     }
 
     #[test]

@@ -28,6 +28,11 @@ impl<'a> SenderWindow<'a> {
     pub fn new(first: &'a ModelMessage, last: &'a ModelMessage) -> Self {
         Self { first, last }
     }
+
+    /// Whether the sender was heard once in the window (first and last are one message).
+    pub fn is_single(&self) -> bool {
+        std::ptr::eq(self.first, self.last) || self.first.timestamp == self.last.timestamp
+    }
 }
 
 /// Everything a rule may look at when a window closes.

@@ -1,10 +1,13 @@
 //! One replica of a `learner` workload, as the process an agent starts for it.
 //!
 //! The same [`LearnerNode`] and [`Trainer`] as the simulator, driven by real time and a real
-//! link: after every local epoch the replica asks each peer (the agent chose them, nearest by
-//! round-trip time) for its digest, fetches only the messages it will take in
-//! ([`Fetch::Intake`]), merges at window boundaries, checkpoints, and logs one line. Peers'
-//! calls are answered from its store on the link's thread meanwhile.
+//! link, under the paper's protocol: after every local epoch the replica asks each of its peers
+//! (the agent chose them, nearest by round-trip time) for its digest and fetches that peer's
+//! *own* latest message when it is newer than the last one taken from it; nobody's messages are
+//! relayed. It drains everything new (or `intake` messages, longest-waiting peer first), appends
+//! its own message after them, merges at window boundaries, checkpoints, and logs one line.
+//! Peers' calls are answered from its store on the link's thread meanwhile: its own latest
+//! message, and the latest it took from each peer (which a peer that moved asks back for).
 //!
 //! Resuming: from the local checkpoint when there is one (a restart on the same node), else from
 //! the newest copy of this replica's own latest message that a peer holds (a move after its
@@ -24,9 +27,8 @@ use orchestrator::learner_link::LearnerProgress;
 use crate::aggregate::Method;
 use crate::backend::BackendKind;
 use crate::data::{self, Partition, partition};
-use crate::exchange::{Fetch, plan_fetches};
 use crate::gossip::LatestMessages;
-use crate::message::SenderId;
+use crate::message::{ModelMessage, SenderId};
 use crate::model::ModelKind;
 use crate::node::{LearnerNode, NodeConfig};
 use crate::trainer::{TrainConfig, Trainer, initial_weights, model_layout};
@@ -173,7 +175,9 @@ pub fn run(
     if let Some(epoch) = resumed_from {
         learner.resume(epoch);
     }
-    let intake = Some(spec.intake as usize);
+    let intake = (spec.intake != orchestrator::INTAKE_ALL).then_some(spec.intake as usize);
+    // memberlist's push-pull interval in the paper's deployment: 1 s, 2 s above 32 members.
+    let push_pull = if config.replicas > 32 { 2.0 } else { 1.0 };
     let mut progress = LearnerProgress {
         epochs: u64::from(spec.epochs),
         resumed_from,
@@ -182,24 +186,37 @@ pub fn run(
     let mut full_design_bytes = 0u64;
     let mut weights = trainer.weights();
     while !learner.is_finished() {
+        let started = Instant::now();
         trainer.train_epoch(&shard.train);
         let after = trainer.weights();
-        let message = learner.end_epoch(&weights, &after);
-        shared.store.lock().expect("store lock").offer(message);
+        let message = learner.publish(&weights, &after);
+        shared
+            .store
+            .lock()
+            .expect("store lock")
+            .offer(message.clone());
         weights = after;
 
-        full_design_bytes += exchange(&link, &learner, &shared, intake);
-        learner.take_in(&shared.store.lock().expect("store lock"), intake);
+        let peers = link.peers();
+        let arrived = exchange(&link, &learner, &shared, &peers, intake);
+        learner.drain(&arrived, intake);
+        learner.record_own(message);
         let epoch = learner.epoch();
         if let Some(aggregation) = learner.aggregate_if_due(&weights) {
             trainer.set_weights(&aggregation.weights);
             weights = aggregation.weights;
             progress.senders_heard = aggregation.senders_heard;
             eprintln!(
-                "epoch {epoch}: aggregated {} models ({}) from replicas {:?}",
+                "epoch {epoch}: aggregated {} models ({}) from replicas {:?}; peers {peers:?}",
                 aggregation.senders_heard, parsed.method, aggregation.senders
             );
         }
+        // The paper's design: every push-pull interval a node sends its whole store (its own
+        // and its neighbours' latest messages) to a random member, and answers one such call.
+        let store_bytes =
+            shared.store.lock().expect("store lock").len() as u64 * shared.message_bytes;
+        let intervals = (started.elapsed().as_secs_f64() / push_pull).ceil() as u64;
+        full_design_bytes += 2 * store_bytes * intervals.max(1);
         let test = trainer.evaluate(&splits.test);
         let validation = trainer.evaluate(&shard.validation);
         let (sent, received) = link.bytes();
@@ -244,42 +261,48 @@ pub fn run(
     Ok(())
 }
 
-/// One exchange with every peer: ask each for its digest, then fetch from them only what the
-/// learner will take in. Returns what the paper's design would have sent in the same
-/// exchanges (every message each responder holds), for comparison.
-fn exchange(link: &Link, learner: &LearnerNode, shared: &Shared, intake: Option<usize>) -> u64 {
-    let peers = link.peers();
+/// One exchange with every peer: ask each for its digest, and fetch the peer's own latest
+/// message from those whose digest shows one the learner will take in (all that are newer, or
+/// with an `intake` limit the longest-waiting peers'). Returns the fetched messages in the
+/// order they arrived. Only a peer's own message is ever asked of it: no relay.
+fn exchange(
+    link: &Link,
+    learner: &LearnerNode,
+    shared: &Shared,
+    peers: &[SenderId],
+    intake: Option<usize>,
+) -> Vec<Arc<ModelMessage>> {
     let mut offers = Vec::new();
-    let mut reached = Vec::new();
-    let mut full_design_bytes = 0;
-    for &peer in &peers {
+    for &peer in peers {
         let answer = link.call(peer, PeerRequest::Digest.encode(), CALL_TIMEOUT);
         match answer.as_deref().map(PeerResponse::decode) {
-            Ok(Ok(PeerResponse::Digest { digest, full_bytes })) => {
-                full_design_bytes += full_bytes;
-                offers.push(digest);
-                reached.push(peer);
+            Ok(Ok(PeerResponse::Digest { digest, .. })) => {
+                if let Some(&(_, timestamp)) = digest.iter().find(|(sender, _)| *sender == peer) {
+                    offers.push((peer, timestamp));
+                }
             }
             Ok(_) => eprintln!("replica {peer} answered a digest request with something else"),
             Err(reason) => eprintln!("exchange with replica {peer} skipped: {reason}"),
         }
     }
-    let held = shared.store.lock().expect("store lock").digest();
-    for (index, senders) in plan_fetches(Fetch::Intake, learner, intake, &held, &offers) {
-        let peer = reached[index];
-        let answer = link.call(peer, PeerRequest::Fetch(senders).encode(), CALL_TIMEOUT);
+    let mut wanted = learner.intake_order(offers);
+    wanted.truncate(intake.unwrap_or(usize::MAX));
+    let mut arrived = Vec::new();
+    for peer in wanted {
+        let answer = link.call(peer, PeerRequest::Fetch(vec![peer]).encode(), CALL_TIMEOUT);
         match answer.as_deref().map(PeerResponse::decode) {
             Ok(Ok(PeerResponse::Messages(messages))) => {
                 let mut store = shared.store.lock().expect("store lock");
-                for message in messages {
-                    store.offer(message);
+                for message in messages.into_iter().filter(|m| m.sender == peer) {
+                    store.offer(message.clone());
+                    arrived.push(message);
                 }
             }
             Ok(_) => eprintln!("replica {peer} answered a fetch with something else"),
             Err(reason) => eprintln!("fetch from replica {peer} failed: {reason}"),
         }
     }
-    full_design_bytes
+    arrived
 }
 
 /// The trainer to continue with, and the epoch it resumes from (if not the start).

@@ -5,6 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
 use super::SummaryRow;
 use crate::aggregate::Method;
 
@@ -19,6 +22,42 @@ pub struct DropRatio {
     pub baseline_drop: f64,
     /// `drop / baseline_drop`; the paper's "58% lower drop" is a ratio of 0.42.
     pub ratio: f64,
+    /// A 95% percentile-bootstrap interval for the ratio, resampling the seeds both rules ran
+    /// (`None` with fewer than two such seeds).
+    pub interval: Option<(f64, f64)>,
+    /// Seeds the ratio is measured over.
+    pub seeds: usize,
+}
+
+/// Bootstrap resamples for a ratio's interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 4000;
+
+/// The ratio of mean drops, and its percentile-bootstrap 95% interval over seeds: each resample
+/// draws the seeds with replacement and keeps each seed's pair of drops together.
+pub fn bootstrap_ratio(pairs: &[(f64, f64)]) -> (f64, Option<(f64, f64)>) {
+    let ratio_of = |sample: &mut dyn Iterator<Item = (f64, f64)>| {
+        let (mut drop, mut base) = (0.0, 0.0);
+        for (d, b) in sample {
+            drop += d;
+            base += b;
+        }
+        drop / base
+    };
+    let ratio = ratio_of(&mut pairs.iter().copied());
+    if pairs.len() < 2 {
+        return (ratio, None);
+    }
+    let mut rng = StdRng::seed_from_u64(0xb007_5742);
+    let mut ratios: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| ratio_of(&mut (0..pairs.len()).map(|_| pairs[rng.random_range(0..pairs.len())])))
+        .filter(|r| !r.is_nan())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    if ratios.is_empty() {
+        return (ratio, None);
+    }
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    (ratio, Some((at(0.025), at(0.975))))
 }
 
 /// Least-squares fits of one rule's drop against network size, each with one free slope and
@@ -81,13 +120,29 @@ pub fn drop_ratios(summary: &[SummaryRow], baseline: Method) -> Vec<DropRatio> {
         }
         for row in rows {
             if let Some(base) = base_rows.iter().find(|b| b.nodes == row.nodes) {
+                let pairs: Vec<(f64, f64)> = row
+                    .per_seed
+                    .iter()
+                    .filter_map(|own| {
+                        let theirs = base.per_seed.iter().find(|b| b.seed == own.seed)?;
+                        (!own.drop.is_nan() && !theirs.drop.is_nan())
+                            .then_some((own.drop, theirs.drop))
+                    })
+                    .collect();
+                let (ratio, interval) = if pairs.is_empty() {
+                    (row.drop / base.drop, None)
+                } else {
+                    bootstrap_ratio(&pairs)
+                };
                 ratios.push(DropRatio {
                     method: row.method,
                     from: *from,
                     nodes: row.nodes,
                     drop: row.drop,
                     baseline_drop: base.drop,
-                    ratio: row.drop / base.drop,
+                    ratio,
+                    interval,
+                    seeds: pairs.len(),
                 });
             }
         }
@@ -132,6 +187,22 @@ fn fit_through_origin(x: &[f64], y: &[f64]) -> (f64, f64) {
     (slope, (squares / x.len() as f64).sqrt())
 }
 
+/// Every rule's drop ratio against averaging as CSV.
+pub fn ratios_csv(summary: &[SummaryRow]) -> String {
+    let mut out =
+        String::from("method,from,nodes,drop,average_drop,ratio,ratio_low,ratio_high,seeds\n");
+    for r in drop_ratios(summary, Method::Average) {
+        let (low, high) = r.interval.unwrap_or((f64::NAN, f64::NAN));
+        writeln!(
+            out,
+            "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{}",
+            r.method, r.from, r.nodes, r.drop, r.baseline_drop, r.ratio, low, high, r.seeds
+        )
+        .expect("writing to a string");
+    }
+    out
+}
+
 /// Both claims as Markdown, in percentage points; empty when the summary holds neither.
 pub fn markdown(summary: &[SummaryRow]) -> String {
     let mut out = String::new();
@@ -140,18 +211,23 @@ pub fn markdown(summary: &[SummaryRow]) -> String {
         out.push_str(
             "\nDrop relative to averaging's at the same size (the paper: Delta Sum's 10 -> 50 drop \
              58% lower, a ratio of 0.42):\n\n\
-             | method | sizes | drop | average's drop | ratio |\n|---|---|---:|---:|---:|\n",
+             | method | sizes | drop | average's drop | ratio | 95% interval (bootstrap over seeds) | seeds |\n\
+             |---|---|---:|---:|---:|---|---:|\n",
         );
         for r in &ratios {
             writeln!(
                 out,
-                "| {} | {} -> {} | {:.2} pp | {:.2} pp | {:.2} |",
+                "| {} | {} -> {} | {:.2} pp | {:.2} pp | {:.2} | {} | {} |",
                 r.method,
                 r.from,
                 r.nodes,
                 r.drop * 100.0,
                 r.baseline_drop * 100.0,
-                r.ratio
+                r.ratio,
+                r.interval.map_or("-".to_string(), |(low, high)| format!(
+                    "{low:.2} to {high:.2}"
+                )),
+                r.seeds
             )
             .expect("writing to a string");
         }
@@ -190,17 +266,64 @@ pub fn markdown(summary: &[SummaryRow]) -> String {
 mod tests {
     use super::*;
 
+    use crate::simulate::report::SeedResult;
+
     fn row(method: Method, nodes: usize, drop: f64) -> SummaryRow {
+        seeded(method, nodes, &[drop])
+    }
+
+    /// A row with one drop per seed (seeds 1, 2, ...).
+    fn seeded(method: Method, nodes: usize, drops: &[f64]) -> SummaryRow {
+        let mean = drops.iter().sum::<f64>() / drops.len() as f64;
         SummaryRow {
             method,
             nodes,
-            final_min: 0.9 - drop,
-            final_median: 0.9 - drop,
-            final_max: 0.9 - drop,
-            drop,
+            per_seed: drops
+                .iter()
+                .enumerate()
+                .map(|(i, d)| SeedResult {
+                    seed: i as u64 + 1,
+                    final_median: 0.9 - d,
+                    paper_median: f64::NAN,
+                    drop: *d,
+                })
+                .collect(),
+            final_min: 0.9 - mean,
+            final_max: 0.9 - mean,
+            final_median: 0.9 - mean,
+            final_median_std: 0.0,
+            paper_median: f64::NAN,
+            paper_median_std: f64::NAN,
+            drop: mean,
+            drop_std: 0.0,
             bytes_per_node: 0.0,
+            mean_degree: f64::NAN,
+            isolated: f64::NAN,
+            diameter: f64::NAN,
             wall_seconds: 0.0,
         }
+    }
+
+    #[test]
+    fn the_interval_resamples_seeds_and_covers_the_ratio() {
+        let summary = [
+            seeded(Method::Average, 10, &[0.0, 0.0, 0.0, 0.0]),
+            seeded(Method::Average, 50, &[0.04, 0.05, 0.03, 0.04]),
+            seeded(Method::DeltaSum, 10, &[0.0, 0.0, 0.0, 0.0]),
+            seeded(Method::DeltaSum, 50, &[0.01, 0.03, 0.02, 0.02]),
+        ];
+        let ratio = &drop_ratios(&summary, Method::Average)[0];
+        assert_eq!(ratio.seeds, 4);
+        assert!((ratio.ratio - 0.5).abs() < 1e-12);
+        let (low, high) = ratio.interval.expect("four seeds give an interval");
+        assert!(low < 0.5 && 0.5 < high, "{low} {high}");
+        // Each resample's ratio lies between the smallest and largest per-seed ratios.
+        assert!(low >= 0.25 - 1e-12 && high <= 0.75 + 1e-12, "{low} {high}");
+        // Identical seeds leave no spread.
+        let same = bootstrap_ratio(&[(0.01, 0.04), (0.01, 0.04)]);
+        assert_eq!(same.1, Some((0.25, 0.25)));
+        assert_eq!(bootstrap_ratio(&[(0.01, 0.04)]).1, None);
+        assert!(ratios_csv(&summary).contains("delta-sum,10,50,0.0200,0.0400,0.5000,"));
     }
 
     #[test]
@@ -279,7 +402,7 @@ mod tests {
         ];
         let text = markdown(&summary);
         assert!(
-            text.contains("| delta-sum | 10 -> 50 | 1.20 pp | 3.00 pp | 0.40 |"),
+            text.contains("| delta-sum | 10 -> 50 | 1.20 pp | 3.00 pp | 0.40 | - | 1 |"),
             "{text}"
         );
         assert!(text.contains("| average | 10, 25, 50 |"), "{text}");

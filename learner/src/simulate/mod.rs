@@ -1,27 +1,36 @@
 //! The Delta Sum experiment in one process: N learner nodes, each with its own shard, model and
 //! optimizer, exchanging messages over a gossip graph. The nodes run the same [`LearnerNode`]
-//! state machine as the real workload; only the transport is simulated.
+//! state machine as the real workload; only the transport and the clock are simulated.
+//!
+//! Three protocols (see [`Protocol`]): the paper's (neighbours only, take everything,
+//! free-running nodes in virtual time, [`asynchronous`]), the same exchange in lockstep epochs,
+//! and the earlier multi-hop relay (both in [`lockstep`]), kept for comparison.
 
+mod asynchronous;
+pub mod clock;
 pub mod drops;
+mod lockstep;
 mod network;
 mod plot;
+mod protocol;
 mod report;
 
 use std::time::{Duration, Instant};
 
+pub use clock::Timing;
+pub use protocol::{EvalMode, Phase, Protocol};
 pub use report::{SummaryRow, read_metrics, summarize, summary_markdown, write_report};
 
 use crate::aggregate::Method;
-use crate::data::{NodeShard, Partition, Splits, partition};
+use crate::data::{Dataset, NodeShard, Partition, Splits, partition};
 use crate::exchange::Fetch;
 use crate::gossip::LatestMessages;
 use crate::node::{LearnerNode, NodeConfig};
 use crate::parallel::Workers;
-use crate::topology::{Graph, Topology};
+use crate::topology::{Graph, GraphStats, Topology, TopologyError};
 use crate::trainer::{Evaluation, TrainConfig, Trainer, initial_weights, model_layout};
-use network::Network;
 
-/// One simulated run: one method at one network size.
+/// One simulated run: one method at one network size with one seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimulationConfig {
     pub nodes: usize,
@@ -29,28 +38,33 @@ pub struct SimulationConfig {
     pub train: TrainConfig,
     pub epochs: u64,
     pub window: u64,
+    pub protocol: Protocol,
     pub topology: Topology,
-    /// Gossip exchanges per local epoch; each moves messages one hop.
+    /// The paper protocol's clock.
+    pub timing: Timing,
+    /// Relay only: gossip exchanges per local epoch; each moves messages one hop.
     pub rounds: usize,
     /// Probability that one message transfer is lost.
     pub message_loss: f64,
     /// Peer messages a node takes in per epoch (`None`: all that arrived).
     pub intake: Option<usize>,
-    /// What an exchange fetches. With [`Fetch::Intake`] a node fetches once per epoch, from
-    /// its neighbours' stores as they stood after training, and `rounds` is not used.
+    /// Relay only: what an exchange fetches. With [`Fetch::Intake`] a node fetches once per
+    /// epoch, from its neighbours' stores as they stood after training, and `rounds` is unused.
     pub fetch: Fetch,
     pub partition: Partition,
+    /// Drives the topology, the partition, the initial weights, the jitter and the delays.
     pub seed: u64,
-    /// Evaluate on the first this many test examples (all when `None`); the last evaluation
-    /// always uses the whole test set.
+    pub eval: EvalMode,
+    /// Evaluate intermediate windows on the first this many test examples (all when `None`);
+    /// evaluations at the last epoch always use the whole test set.
     pub eval_samples: Option<usize>,
     /// Worker threads (0: one per core).
     pub threads: usize,
 }
 
 impl SimulationConfig {
-    /// The Delta Sum paper's protocol (CNN, 200 epochs, window 10, degree 4, IID) for one
-    /// method at one size, with one peer message taken in per epoch.
+    /// The Delta Sum paper's protocol and experiment (CNN, 200 epochs, window 10, Flocky's
+    /// geometric topology, IID, everything taken in) for one method at one size.
     pub fn paper_protocol(nodes: usize, method: Method) -> Self {
         Self {
             nodes,
@@ -58,13 +72,18 @@ impl SimulationConfig {
             train: TrainConfig::default(),
             epochs: 200,
             window: 10,
-            topology: Topology::Random { degree: 4.0 },
+            protocol: Protocol::Paper,
+            topology: Topology::Geometric {
+                ping_spread: Topology::DEFAULT_PING_SPREAD,
+            },
+            timing: Timing::default(),
             rounds: 3,
             message_loss: 0.0,
-            intake: Some(1),
+            intake: None,
             fetch: Fetch::Lacking,
             partition: Partition::Iid,
             seed: 1,
+            eval: EvalMode::Windows,
             eval_samples: None,
             threads: 0,
         }
@@ -76,11 +95,14 @@ impl SimulationConfig {
 pub struct NodeMetrics {
     pub method: Method,
     pub nodes: usize,
+    pub seed: u64,
     pub node: usize,
     pub epoch: u64,
+    /// Right after training (before aggregating), or after an aggregation.
+    pub phase: Phase,
     pub test: Evaluation,
     pub validation: Evaluation,
-    /// Senders heard in the window that just closed (this node included).
+    /// Senders heard in the last window that closed (this node included).
     pub senders_heard: usize,
     pub bytes_sent: u64,
 }
@@ -89,6 +111,8 @@ pub struct NodeMetrics {
 #[derive(Debug, Clone)]
 pub struct RunResult {
     pub config: SimulationConfig,
+    /// What the gossip graph looked like (`None` when read back from a file).
+    pub graph: Option<GraphStats>,
     pub metrics: Vec<NodeMetrics>,
     pub wall: Duration,
 }
@@ -97,6 +121,7 @@ struct SimNode {
     index: usize,
     trainer: Trainer,
     learner: LearnerNode,
+    /// Relay only: the latest message per sender this node holds and passes on.
     store: LatestMessages,
     shard: NodeShard,
     weights: Vec<f32>,
@@ -104,11 +129,80 @@ struct SimNode {
     last_heard: usize,
 }
 
-/// Runs one configuration; `on_epoch` is called after every epoch of the whole network.
-pub fn run(config: &SimulationConfig, data: &Splits, mut on_epoch: impl FnMut(u64)) -> RunResult {
+impl SimNode {
+    /// One measurement of this node's current model.
+    fn measure(&mut self, run: &RunContext<'_>, epoch: u64, phase: Phase) -> NodeMetrics {
+        let test = match run.partial_test {
+            Some(subset) if epoch < run.config.epochs && run.config.eval == EvalMode::Windows => {
+                subset
+            }
+            _ => run.test,
+        };
+        NodeMetrics {
+            method: run.config.method,
+            nodes: run.config.nodes,
+            seed: run.config.seed,
+            node: self.index,
+            epoch,
+            phase,
+            test: self.trainer.evaluate(test),
+            validation: self.trainer.evaluate(&self.shard.validation),
+            senders_heard: self.last_heard,
+            bytes_sent: self.bytes_sent,
+        }
+    }
+
+    /// Closes the window if one is due, and takes the result as the node's weights.
+    fn aggregate_if_due(&mut self) -> bool {
+        match self.learner.aggregate_if_due(&self.weights) {
+            Some(aggregation) => {
+                self.trainer.set_weights(&aggregation.weights);
+                self.weights = aggregation.weights;
+                self.last_heard = aggregation.senders_heard;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Trains one epoch and returns the weights it started from.
+    fn train_epoch(&mut self) -> Vec<f32> {
+        self.trainer.train_epoch(&self.shard.train);
+        std::mem::replace(&mut self.weights, self.trainer.weights())
+    }
+}
+
+/// What every node of a run shares while it runs.
+struct RunContext<'a> {
+    config: &'a SimulationConfig,
+    test: &'a Dataset,
+    partial_test: Option<&'a Dataset>,
+    graph: &'a Graph,
+    message_bytes: u64,
+}
+
+impl RunContext<'_> {
+    /// The evaluations due at `epoch`: right after training, and after an aggregation (when
+    /// one happened, or at a window's end under [`EvalMode::Windows`]).
+    fn due(&self, epoch: u64, aggregated: bool) -> (bool, bool) {
+        let last = epoch == self.config.epochs;
+        let window_end = epoch.is_multiple_of(self.config.window) || last;
+        match self.config.eval {
+            EvalMode::Windows => (last, window_end),
+            EvalMode::Paper => (true, aggregated),
+        }
+    }
+}
+
+/// Runs one configuration; `on_epoch` is told how many epochs every node has completed.
+pub fn run(
+    config: &SimulationConfig,
+    data: &Splits,
+    mut on_epoch: impl FnMut(u64),
+) -> Result<RunResult, TopologyError> {
     let started = Instant::now();
     let workers = Workers::new(config.threads);
-    let graph = Graph::build(config.topology, config.nodes, config.seed);
+    let graph = Graph::build(&config.topology, config.nodes, config.seed)?;
     let initial = initial_weights(config.train.model, config.train.backend, config.seed);
     let layout = model_layout(config.train.model);
     let shards = partition(&data.train, config.nodes, config.partition, config.seed);
@@ -141,77 +235,25 @@ pub fn run(config: &SimulationConfig, data: &Splits, mut on_epoch: impl FnMut(u6
         .eval_samples
         .filter(|&n| n < data.test.len())
         .map(|n| data.test.select(&(0..n).collect::<Vec<_>>()));
-    let mut network = Network::new(
-        graph,
+    let context = RunContext {
+        config,
+        test: &data.test,
+        partial_test: partial_test.as_ref(),
+        graph: &graph,
         message_bytes,
-        config.message_loss,
-        config.seed ^ 0x5eed_1055,
-    );
-    let mut metrics = Vec::new();
-
-    for epoch in 1..=config.epochs {
-        workers.for_each(&mut nodes, |node| {
-            node.trainer.train_epoch(&node.shard.train);
-            let after = node.trainer.weights();
-            let message = node.learner.end_epoch(&node.weights, &after);
-            node.store.offer(message);
-            node.weights = after;
-        });
-        match config.fetch {
-            Fetch::Lacking => {
-                for _ in 0..config.rounds {
-                    network.gossip_round(&mut nodes);
-                }
-            }
-            Fetch::Intake => network.intake_exchange(&mut nodes, config.intake),
+    };
+    let metrics = match config.protocol {
+        Protocol::Paper => asynchronous::run(&context, &mut nodes, &workers, &mut on_epoch),
+        Protocol::Lockstep | Protocol::Relay => {
+            lockstep::run(&context, &mut nodes, &workers, &mut on_epoch)
         }
-        for node in &mut nodes {
-            node.learner.take_in(&node.store, config.intake);
-        }
-        let evaluate = epoch.is_multiple_of(config.window) || epoch == config.epochs;
-        let test = match &partial_test {
-            Some(subset) if epoch < config.epochs => subset,
-            _ => &data.test,
-        };
-        let mut evaluations: Vec<Option<(Evaluation, Evaluation)>> = vec![None; nodes.len()];
-        {
-            let mut jobs: Vec<(&mut SimNode, &mut Option<(Evaluation, Evaluation)>)> =
-                nodes.iter_mut().zip(evaluations.iter_mut()).collect();
-            workers.for_each(&mut jobs, |(node, out)| {
-                if let Some(aggregation) = node.learner.aggregate_if_due(&node.weights) {
-                    node.trainer.set_weights(&aggregation.weights);
-                    node.weights = aggregation.weights;
-                    node.last_heard = aggregation.senders_heard;
-                }
-                if evaluate {
-                    **out = Some((
-                        node.trainer.evaluate(test),
-                        node.trainer.evaluate(&node.shard.validation),
-                    ));
-                }
-            });
-        }
-        for (node, evaluation) in nodes.iter().zip(evaluations) {
-            if let Some((test, validation)) = evaluation {
-                metrics.push(NodeMetrics {
-                    method: config.method,
-                    nodes: config.nodes,
-                    node: node.index,
-                    epoch,
-                    test,
-                    validation,
-                    senders_heard: node.last_heard,
-                    bytes_sent: node.bytes_sent,
-                });
-            }
-        }
-        on_epoch(epoch);
-    }
-    RunResult {
+    };
+    Ok(RunResult {
         config: config.clone(),
+        graph: Some(graph.stats()),
         metrics,
         wall: started.elapsed(),
-    }
+    })
 }
 
 /// Each node's own stream for shuffling and dropout, derived from the run's seed.

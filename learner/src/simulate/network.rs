@@ -1,5 +1,6 @@
-//! The simulated network: moves messages between the nodes' stores over the gossip graph,
-//! counts the bytes each sender puts on the wire, and loses transfers at random.
+//! The simulated network of the lockstep protocols: moves messages between the nodes' stores
+//! over the gossip graph, counts the bytes each sender puts on the wire, and loses transfers at
+//! random.
 
 use std::sync::Arc;
 
@@ -85,6 +86,35 @@ impl Network {
     }
 }
 
+impl Network {
+    /// The lockstep exchange of the paper's protocol: every node receives, from each node it
+    /// hears, that node's own message of this epoch (no relay), unless the wire loses it.
+    /// The caller counts the bytes: one transfer per listener, lost or not.
+    pub(super) fn deliver_own(
+        &mut self,
+        published: &[Option<Arc<ModelMessage>>],
+    ) -> Vec<Vec<Arc<ModelMessage>>> {
+        let wire = &mut self.wire;
+        self.graph
+            .neighbours
+            .iter()
+            .map(|heard| {
+                heard
+                    .iter()
+                    .filter_map(|&sender| published[sender].clone())
+                    .filter(|_| !wire.lost())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+impl Wire {
+    fn lost(&mut self) -> bool {
+        self.loss > 0.0 && self.rng.random_bool(self.loss)
+    }
+}
+
 impl Exchange {
     fn begin(nodes: &[SimNode]) -> Self {
         Self {
@@ -104,7 +134,7 @@ impl Exchange {
     ) {
         for message in messages {
             self.sent[from] += wire.message_bytes;
-            if wire.loss > 0.0 && wire.rng.random_bool(wire.loss) {
+            if wire.lost() {
                 continue;
             }
             nodes[to].store.offer(message);

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::RunResult;
 use super::report::{SummaryRow, median};
+use super::{Phase, RunResult};
 use crate::aggregate::Method;
 
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
@@ -24,8 +24,10 @@ fn colour_of(method: Method) -> RGBColor {
     COLOURS[index % COLOURS.len()]
 }
 
-/// `accuracy-N.svg` for every size N: per method, the median test accuracy across nodes
-/// (thick) between the minimum and the maximum (thin), against the epoch.
+/// `accuracy-N.svg` for every size N: per method, the median test accuracy across nodes after
+/// each window (thick). With one seed, thin lines give the nodes' minimum and maximum; with
+/// several, the thick line is the mean over seeds of that median and a shaded band spans the
+/// seeds' lowest to highest median.
 pub fn accuracy_over_epochs(dir: &Path, runs: &[RunResult]) -> PlotResult {
     let mut by_size: BTreeMap<usize, Vec<&RunResult>> = BTreeMap::new();
     for run in runs {
@@ -39,12 +41,13 @@ pub fn accuracy_over_epochs(dir: &Path, runs: &[RunResult]) -> PlotResult {
         let lowest = runs
             .iter()
             .flat_map(|r| &r.metrics)
+            .filter(|m| m.phase == Phase::Aggregated)
             .map(|m| m.test.accuracy)
             .fold(1.0, f64::min);
         let bottom = ((lowest - 0.05) * 10.0).floor().max(0.0) / 10.0;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("Test accuracy, {nodes} nodes (median, min-max)"),
+                format!("Test accuracy after each window, {nodes} nodes"),
                 ("sans-serif", 22),
             )
             .margin(16)
@@ -57,41 +60,85 @@ pub fn accuracy_over_epochs(dir: &Path, runs: &[RunResult]) -> PlotResult {
             .x_desc("local epoch")
             .y_desc("test accuracy")
             .draw()?;
+        let mut by_method: BTreeMap<&'static str, Vec<&RunResult>> = BTreeMap::new();
         for run in runs {
-            let colour = colour_of(run.config.method);
-            let mut per_epoch: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-            for m in &run.metrics {
-                per_epoch.entry(m.epoch).or_default().push(m.test.accuracy);
-            }
-            let stats: Vec<(f64, f64, f64, f64)> = per_epoch
-                .into_iter()
-                .map(|(epoch, mut values)| {
+            by_method
+                .entry(run.config.method.name())
+                .or_default()
+                .push(run);
+        }
+        for runs in by_method.into_values() {
+            let method = runs[0].config.method;
+            let colour = colour_of(method);
+            // Per epoch: each seed's (min, median, max) over nodes.
+            let mut per_epoch: BTreeMap<u64, Vec<(f64, f64, f64)>> = BTreeMap::new();
+            for run in &runs {
+                let mut values: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+                for m in run.metrics.iter().filter(|m| m.phase == Phase::Aggregated) {
+                    values.entry(m.epoch).or_default().push(m.test.accuracy);
+                }
+                for (epoch, mut values) in values {
                     values.sort_by(f64::total_cmp);
-                    (
-                        epoch as f64,
+                    per_epoch.entry(epoch).or_default().push((
                         values[0],
                         median(&values),
                         values[values.len() - 1],
-                    )
+                    ));
+                }
+            }
+            let seeds = runs.len();
+            // (epoch, low, centre, high): low/high are node extremes for one seed, the seeds'
+            // lowest and highest median for several.
+            let stats: Vec<(f64, f64, f64, f64)> = per_epoch
+                .into_iter()
+                .map(|(epoch, seeds_at)| {
+                    let medians: Vec<f64> = seeds_at.iter().map(|s| s.1).collect();
+                    let centre = medians.iter().sum::<f64>() / medians.len() as f64;
+                    let (low, high) = if seeds == 1 {
+                        (seeds_at[0].0, seeds_at[0].2)
+                    } else {
+                        (
+                            medians.iter().copied().fold(f64::INFINITY, f64::min),
+                            medians.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        )
+                    };
+                    (epoch as f64, low, centre, high)
                 })
                 .collect();
+            if seeds > 1 {
+                let band: Vec<(f64, f64)> = stats
+                    .iter()
+                    .map(|s| (s.0, s.3))
+                    .chain(stats.iter().rev().map(|s| (s.0, s.1)))
+                    .collect();
+                chart.draw_series(std::iter::once(Polygon::new(
+                    band,
+                    colour.mix(0.2).filled(),
+                )))?;
+            } else {
+                for edge in [1usize, 3] {
+                    chart.draw_series(LineSeries::new(
+                        stats
+                            .iter()
+                            .map(move |s| (s.0, if edge == 1 { s.1 } else { s.3 })),
+                        colour.stroke_width(1),
+                    ))?;
+                }
+            }
+            let label = if seeds > 1 {
+                format!("{} (mean of {seeds} seeds' medians)", method.name())
+            } else {
+                method.name().to_string()
+            };
             chart
                 .draw_series(LineSeries::new(
                     stats.iter().map(|s| (s.0, s.2)),
                     colour.stroke_width(3),
                 ))?
-                .label(run.config.method.name())
+                .label(label)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
                 });
-            chart.draw_series(LineSeries::new(
-                stats.iter().map(|s| (s.0, s.1)),
-                colour.stroke_width(1),
-            ))?;
-            chart.draw_series(LineSeries::new(
-                stats.iter().map(|s| (s.0, s.3)),
-                colour.stroke_width(1),
-            ))?;
         }
         chart
             .configure_series_labels()
@@ -104,7 +151,9 @@ pub fn accuracy_over_epochs(dir: &Path, runs: &[RunResult]) -> PlotResult {
     Ok(())
 }
 
-/// `final-accuracy.svg`: final median test accuracy against node count (log scale), per method.
+/// `final-accuracy.svg`: final median test accuracy against node count (log scale), per method:
+/// the mean over seeds, with a band of one standard deviation either side when there are
+/// several.
 pub fn final_accuracy_by_size(dir: &Path, summary: &[SummaryRow]) -> PlotResult {
     let path = dir.join("final-accuracy.svg");
     let root = SVGBackend::new(&path, (900, 560)).into_drawing_area();
@@ -138,11 +187,26 @@ pub fn final_accuracy_by_size(dir: &Path, summary: &[SummaryRow]) -> PlotResult 
     }
     for method in methods {
         let colour = colour_of(method);
-        let points: Vec<(f64, f64)> = summary
+        let rows: Vec<&SummaryRow> = summary.iter().filter(|r| r.method == method).collect();
+        let points: Vec<(f64, f64)> = rows
             .iter()
-            .filter(|r| r.method == method)
             .map(|r| (r.nodes as f64, r.final_median))
             .collect();
+        if rows.iter().any(|r| r.seeds() > 1) {
+            let band: Vec<(f64, f64)> = rows
+                .iter()
+                .map(|r| (r.nodes as f64, r.final_median + r.final_median_std))
+                .chain(
+                    rows.iter()
+                        .rev()
+                        .map(|r| (r.nodes as f64, r.final_median - r.final_median_std)),
+                )
+                .collect();
+            chart.draw_series(std::iter::once(Polygon::new(
+                band,
+                colour.mix(0.2).filled(),
+            )))?;
+        }
         chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(3)))?
             .label(method.name())

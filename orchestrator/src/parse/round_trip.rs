@@ -173,7 +173,8 @@ fn learner() -> impl Strategy<Value = Workload> {
         prop::sample::select(LEARNER_BACKENDS.to_vec()),
     );
     let epochs_and_window = (1..=100_000u32).prop_flat_map(|epochs| (Just(epochs), 1..=epochs));
-    let counts = (1..=65_536u32, 1..=10_000u32, 1..=10_000u32);
+    // intake 0 is `all`.
+    let counts = (1..=65_536u32, 1..=10_000u32, 0..=10_000u32);
     (
         dataset,
         names,

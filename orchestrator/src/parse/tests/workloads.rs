@@ -1,7 +1,9 @@
 //! Component types and their properties.
 
 use super::*;
-use crate::model::{LearnerSpec, LearningRate, PortSpec, Resources, RestartPolicy, Workload};
+use crate::model::{
+    INTAKE_ALL, LearnerSpec, LearningRate, PortSpec, Resources, RestartPolicy, Workload,
+};
 
 #[test]
 fn unknown_component_type_lists_the_known_ones() {
@@ -307,6 +309,21 @@ backend: ndarray
 }
 
 #[test]
+fn intake_is_a_count_or_all() {
+    assert_eq!(only_learner(&learner("intake: all\n")).intake, INTAKE_ALL);
+    assert_eq!(only_learner(&learner("intake: 3\n")).intake, 3);
+    let rendered = parse_ok(&learner("intake: all\n")).to_oam_yaml();
+    assert!(rendered.contains("intake: all"), "{rendered}");
+    let errors = parse_err(&learner("intake: some\n"));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("a positive integer or `all`")),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn learner_round_trips_through_rendering() {
     let source = learner("model: mlp\nlearningRate: 0.0003\npartition: dirichlet:0.1\n");
     let application = parse_ok(&source);
@@ -387,7 +404,7 @@ backend: cuda
         ),
         (
             "intake",
-            "invalid intake -2; expected an integer from 1 to 10000",
+            "invalid intake -2; expected `all` or an integer from 1 to 10000",
         ),
         (
             "backend",
