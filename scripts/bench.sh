@@ -25,7 +25,7 @@ case "$bench" in
         start=$(date +%s.%N)
         target/release/gossipctl simulate --model mlp --nodes 50 --methods delta-sum \
           --epochs 200 --protocol "$protocol" --topology random \
-          --out "target/bench-simulate/$protocol" >/dev/null 2>&1
+          --out "target/bench-simulate/$protocol" >/dev/null
         seconds=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
         total[$protocol]=$(awk -v a="${total[$protocol]}" -v b="$seconds" 'BEGIN { print a + b }')
         printf 'run %d: --protocol %-5s %6.1f s\n' "$run" "$protocol" "$seconds"

@@ -13,7 +13,7 @@ if [ -x "$ctl" ] && [ -x target/release/gossipd ]; then
   echo "quickstart: bringing the release build up to date (seconds when nothing changed)" >&2
 else
   echo "quickstart: first build of gossipctl and gossipd in release mode; it downloads the" >&2
-  echo "quickstart: crates and compiles them, about 15 minutes on 2 cores (later runs: seconds)" >&2
+  echo "quickstart: crates and compiles them, about 20 minutes on 2 cores (later runs: seconds)" >&2
 fi
 cargo build --release --locked --bins
 

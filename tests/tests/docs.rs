@@ -91,3 +91,49 @@ fn the_quickstart_parser_reads_commands_and_drops_comments() {
         Some("scripts/test.sh")
     );
 }
+
+/// `scripts/test.sh` run without root (as `nobody` when the tests run as root), with `env`.
+fn test_script_without_root(env: &[(&str, &str)]) -> e2e::Run {
+    let script = repo_root().join("scripts/test.sh");
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    let mut command = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash"])
+            .arg(&script);
+        c
+    } else {
+        std::process::Command::new(&script)
+    };
+    command.envs(env.iter().copied());
+    command.output().expect("run scripts/test.sh").into()
+}
+
+#[test]
+fn the_test_command_names_what_is_missing_and_runs_nothing_without_root() {
+    // A missing prerequisite is named with the command that installs it.
+    let missing = test_script_without_root(&[("BUSYBOX", "/nonexistent/busybox")]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(
+        missing.stderr.contains("  busybox-static\n"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("apt-get install -y") && missing.stderr.contains("busybox-static"),
+        "{}",
+        missing.stderr
+    );
+    assert!(!missing.stderr.contains("cargo test"), "{}", missing.stderr);
+    // With everything installed (this test runs under scripts/test.sh, which installed it),
+    // the partition test's need for root still stops it before any test runs.
+    let unprivileged = test_script_without_root(&[]);
+    assert_eq!(unprivileged.code, 1, "{unprivileged:?}");
+    assert!(
+        unprivileged.stderr.contains("needs root"),
+        "{}",
+        unprivileged.stderr
+    );
+}
