@@ -12,7 +12,19 @@ fn var(name: &str) -> Result<String> {
     std::env::var(name).with_context(|| format!("{name} is not set: gossipd sets it"))
 }
 
-fn main() -> Result<()> {
+/// Exits 1 with the error and its causes on one line of stderr (no backtrace, whatever
+/// `RUST_BACKTRACE` says): the agent shows a failed replica's last line as its status.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gossip-learner: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let spec = serde_json::from_str(&var("GOSSIP_LEARNER")?).context("GOSSIP_LEARNER")?;
     let config = ReplicaConfig {
         spec,
