@@ -88,5 +88,5 @@ if ! docker info >/dev/null 2>&1; then
   fi
 fi
 
-echo "test: cargo test --workspace --locked $* (a cold build takes about 20 minutes on 2 cores)" >&2
+echo "test: cargo test --workspace --locked $* (a cold build takes about 30 minutes on 2 cores)" >&2
 exec cargo test --workspace --locked "$@"
