@@ -240,6 +240,10 @@ fn the_report_has_metrics_a_summary_with_seeds_and_plots() {
         assert!((original.final_median - reread.final_median).abs() < 1e-4);
         assert!((original.paper_median - reread.paper_median).abs() < 1e-4);
         assert_eq!(original.bytes_per_node, reread.bytes_per_node);
+        // graphs.csv beside metrics.csv brings the topology back too.
+        assert_eq!(original.mean_degree, reread.mean_degree);
+        assert_eq!(original.components, 1.0, "a ring is connected");
+        assert_eq!(original.components, reread.components);
     }
     for plot in ["accuracy-2.svg", "accuracy-4.svg", "final-accuracy.svg"] {
         let svg = std::fs::read_to_string(dir.path().join(plot)).unwrap();

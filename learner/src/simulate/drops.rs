@@ -299,6 +299,7 @@ mod tests {
             bytes_per_node: 0.0,
             mean_degree: f64::NAN,
             isolated: f64::NAN,
+            components: f64::NAN,
             diameter: f64::NAN,
             wall_seconds: 0.0,
         }

@@ -34,6 +34,8 @@ pub struct SummaryRow {
     /// The gossip graphs, averaged over seeds (NaN when read back from metrics alone).
     pub mean_degree: f64,
     pub isolated: f64,
+    /// Connected pieces of the graph (1: connected).
+    pub components: f64,
     pub diameter: f64,
     pub wall_seconds: f64,
 }
@@ -192,6 +194,7 @@ pub fn summarize(runs: &[RunResult]) -> Vec<SummaryRow> {
                 bytes_per_node: mean_std(&bytes).0,
                 mean_degree: graph_mean(|g| g.mean_degree),
                 isolated: graph_mean(|g| g.isolated as f64),
+                components: graph_mean(|g| g.components as f64),
                 diameter: graph_mean(|g| g.diameter as f64),
                 wall_seconds: runs.iter().map(|r| r.wall.as_secs_f64()).sum(),
             }
@@ -199,6 +202,34 @@ pub fn summarize(runs: &[RunResult]) -> Vec<SummaryRow> {
         .collect();
     rows.sort_by_key(|row| (row.method.name(), row.nodes));
     rows
+}
+
+const GRAPHS_HEADER: &str =
+    "method,nodes,seed,mean_degree,min_degree,max_degree,isolated,components,diameter";
+
+/// The gossip graphs recorded in `graphs.csv` beside a `metrics.csv`, by (method, nodes, seed).
+fn read_graphs(metrics: &Path) -> BTreeMap<(String, usize, u64), GraphStats> {
+    let Ok(text) = std::fs::read_to_string(metrics.with_file_name("graphs.csv")) else {
+        return BTreeMap::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let int = |i: usize| f.get(i)?.parse::<usize>().ok();
+            Some((
+                (f.first()?.to_string(), int(1)?, f.get(2)?.parse().ok()?),
+                GraphStats {
+                    mean_degree: f.get(3)?.parse().ok()?,
+                    min_degree: int(4)?,
+                    max_degree: int(5)?,
+                    isolated: int(6)?,
+                    components: int(7)?,
+                    diameter: int(8)?,
+                },
+            ))
+        })
+        .collect()
 }
 
 const METRICS_HEADER: &str = "method,nodes,seed,node,epoch,phase,test_accuracy,test_loss,validation_accuracy,senders_heard,bytes_sent";
@@ -226,15 +257,36 @@ pub fn write_report(dir: &Path, runs: &[RunResult]) -> std::io::Result<Vec<Summa
         .expect("writing to a string");
     }
     std::fs::write(dir.join("metrics.csv"), metrics)?;
+    let mut graphs = String::from(GRAPHS_HEADER);
+    graphs.push('\n');
+    for run in runs {
+        if let Some(g) = &run.graph {
+            writeln!(
+                graphs,
+                "{},{},{},{:.4},{},{},{},{},{}",
+                run.config.method,
+                run.config.nodes,
+                run.config.seed,
+                g.mean_degree,
+                g.min_degree,
+                g.max_degree,
+                g.isolated,
+                g.components,
+                g.diameter
+            )
+            .expect("writing to a string");
+        }
+    }
+    std::fs::write(dir.join("graphs.csv"), graphs)?;
 
     let summary = summarize(runs);
     let mut csv = String::from(
-        "method,nodes,seeds,final_median_mean,final_median_std,final_min,final_max,paper_median_mean,paper_median_std,drop_mean,drop_std,bytes_per_node,mean_degree,isolated,diameter\n",
+        "method,nodes,seeds,final_median_mean,final_median_std,final_min,final_max,paper_median_mean,paper_median_std,drop_mean,drop_std,bytes_per_node,mean_degree,isolated,components,diameter\n",
     );
     for row in &summary {
         writeln!(
             csv,
-            "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.2},{:.2},{:.2}",
+            "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.2},{:.2},{:.2},{:.2}",
             row.method,
             row.nodes,
             row.seeds(),
@@ -249,6 +301,7 @@ pub fn write_report(dir: &Path, runs: &[RunResult]) -> std::io::Result<Vec<Summa
             row.bytes_per_node,
             row.mean_degree,
             row.isolated,
+            row.components,
             row.diameter
         )
         .expect("writing to a string");
@@ -265,11 +318,14 @@ pub fn write_report(dir: &Path, runs: &[RunResult]) -> std::io::Result<Vec<Summa
 /// Reads back `metrics.csv` files written by [`write_report`], one run per method, size and
 /// seed, so a finished experiment (or several, built over several sittings) can be summarised
 /// and plotted again. Files from before seeds and phases were recorded (9 columns) read as
-/// seed 1, every row after aggregation. Settings not recorded in the file (topology, ...) are
+/// seed 1, every row after aggregation. The graphs come from `graphs.csv` beside each file when
+/// it is there. Settings not recorded in the file (topology, ...) are
 /// left at the paper's protocol, wall times at zero.
 pub fn read_metrics(paths: &[std::path::PathBuf]) -> std::io::Result<Vec<RunResult>> {
     let mut runs: BTreeMap<(String, usize, u64), Vec<NodeMetrics>> = BTreeMap::new();
+    let mut graphs = BTreeMap::new();
     for path in paths {
+        graphs.extend(read_graphs(path));
         let text = std::fs::read_to_string(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         for (index, line) in text.lines().enumerate().skip(1) {
@@ -322,15 +378,15 @@ pub fn read_metrics(paths: &[std::path::PathBuf]) -> std::io::Result<Vec<RunResu
         }
     }
     Ok(runs
-        .into_values()
-        .map(|metrics| {
+        .into_iter()
+        .map(|(key, metrics)| {
             let mut config =
                 super::SimulationConfig::paper_protocol(metrics[0].nodes, metrics[0].method);
             config.epochs = metrics.iter().map(|m| m.epoch).max().unwrap_or(0);
             config.seed = metrics[0].seed;
             RunResult {
                 config,
-                graph: None,
+                graph: graphs.get(&key).cloned(),
                 metrics,
                 wall: std::time::Duration::ZERO,
             }
@@ -365,13 +421,13 @@ fn optional(value: f64, digits: usize) -> String {
 /// The summary as a Markdown table (accuracies and drops in percent, mean ± sd over seeds).
 fn markdown_table(summary: &[SummaryRow]) -> String {
     let mut out = String::from(
-        "| method | nodes | seeds | final median % | paper's figure % | min-max % | drop vs smallest (pp) | MB sent per node | degree | isolated | diameter | wall time |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| method | nodes | seeds | final median % | paper's figure % | min-max % | drop vs smallest (pp) | MB sent per node | degree | isolated | pieces | diameter | wall time |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in summary {
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.2}-{:.2} | {} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2}-{:.2} | {} | {:.1} | {} | {} | {} | {} | {} |",
             row.method,
             row.nodes,
             row.seeds(),
@@ -383,6 +439,7 @@ fn markdown_table(summary: &[SummaryRow]) -> String {
             row.bytes_per_node / 1e6,
             optional(row.mean_degree, 1),
             optional(row.isolated, 1),
+            optional(row.components, 1),
             optional(row.diameter, 1),
             if row.wall_seconds > 0.0 {
                 format!("{:.0} s", row.wall_seconds)
