@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use orchestrator::Resources;
 use orchestrator::learner_link::LearnerProgress;
 
-use crate::membership::MemberState;
-use crate::replication::{StateDigest, Updates, Wanted};
+use crate::cluster::membership::MemberState;
+use crate::cluster::replication::{StateDigest, Updates, Wanted};
 
 fn yes() -> bool {
     true

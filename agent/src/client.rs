@@ -9,8 +9,8 @@ use std::time::Duration;
 use quinn::{Connection, Endpoint};
 
 use crate::api::{Request, Response};
-use crate::identity::{ANY_AGENT_SERVER_NAME, Credentials};
-use crate::tls::{TlsError, interactive_client_config};
+use crate::cluster::identity::{ANY_AGENT_SERVER_NAME, Credentials};
+use crate::cluster::tls::{TlsError, interactive_client_config};
 use crate::wire::{WireError, read_frame, write_frame};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

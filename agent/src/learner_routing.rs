@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use orchestrator::{Workload, WorkloadId};
 
-use crate::learner::{CallFuture, Router, choose_peers};
 use crate::node::{Node, Replica, View};
+use crate::runtime::learner::{CallFuture, Router, choose_peers};
 
 /// Where a planned learner replica runs, as seen from this agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,30 +1,31 @@
 //! `gossipd`, the gossipctl node agent, as a library: the binary is a thin shell over it, and
 //! the CLI and tests reuse its API types, client and identity tools.
+//!
+//! The modules stack by concern, each using only those below it:
+//!
+//! - the wire vocabulary: [`api`] (requests and answers) and [`wire`] (their framing);
+//! - [`cluster`]: who is a member ([`cluster::membership`], [`cluster::gossip`]), the
+//!   replicated state and how it spreads ([`cluster::replication`], [`sync`]), and
+//!   the authenticated transport under them ([`cluster::transport`], [`cluster::identity`],
+//!   [`cluster::tls`]);
+//! - [`runtime`]: supervised replicas, one runner per workload type;
+//! - the [`node`], which plans ([`reconcile`]) and carries the plan out;
+//! - the loops that drive it: [`server`], [`sync`] (pushes and anti-entropy), [`status`],
+//!   [`logs`], and the [`client`].
 
 pub mod api;
-pub mod capacity;
 pub mod client;
-pub mod container;
-pub mod gossip;
-pub mod identity;
-pub mod learner;
+pub mod cluster;
 mod learner_routing;
 pub mod logs;
 mod logs_api;
-pub mod membership;
 pub mod node;
-pub mod orphans;
-pub mod process;
 pub mod reconcile;
-pub mod replication;
-pub mod runtimes;
+pub mod runtime;
 pub mod server;
 pub mod status;
 pub mod store;
-pub mod supervisor;
 pub mod sync;
-pub mod tls;
-pub mod transport;
 pub mod wire;
 
 pub use logs_api::Selector;

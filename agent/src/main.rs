@@ -7,18 +7,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::container::ContainerRuntime;
-use agent::gossip::Gossip;
-use agent::identity::{Credentials, is_dns_label};
-use agent::learner::LearnerRuntime;
+use agent::cluster::gossip::Gossip;
+use agent::cluster::identity::{Credentials, is_dns_label};
+use agent::cluster::membership::{Membership, NodeId, Timings};
+use agent::cluster::replication::ReplicatedState;
+use agent::cluster::tls;
+use agent::cluster::transport::Peers;
 use agent::logs::{LogStore, now_ms};
-use agent::membership::{Membership, NodeId, Timings};
 use agent::node::Node;
-use agent::replication::ReplicatedState;
-use agent::runtimes::Runtimes;
+use agent::runtime::Runtimes;
+use agent::runtime::container::ContainerRuntime;
+use agent::runtime::learner::LearnerRuntime;
+use agent::runtime::{capacity, orphans};
 use agent::store::Store;
-use agent::transport::Peers;
-use agent::{capacity, orphans, server, sync, tls};
+use agent::{server, sync};
 use anyhow::{Context, bail};
 use clap::Parser;
 use orchestrator::plan::NodeInfo;
@@ -192,6 +194,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let reconciler = tokio::spawn(node.clone().run_reconciler());
     let anti_entropy = tokio::spawn(sync::run(node.clone()));
+    let spread = tokio::spawn(sync::spread(node.clone()));
     let sweeper = tokio::spawn(node.clone().sweep_containers());
 
     let mut terminate = signal(SignalKind::terminate())?;
@@ -203,6 +206,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("leaving the cluster and stopping replicas");
     reconciler.abort();
     anti_entropy.abort();
+    spread.abort();
     sweeper.abort();
     if let Err(e) = node.publish_self(true).await {
         tracing::warn!("cannot record the departure: {e}");

@@ -15,22 +15,31 @@ use orchestrator::{Application, Component, ProcessSpec, Workload, WorkloadId};
 use tokio::sync::Notify;
 
 use crate::api::{NodeState, WorkloadState};
-use crate::container::ContainerLaunch;
-use crate::gossip::Gossip;
-use crate::learner::LearnerLink;
+use crate::cluster::dissemination::{self, Dissemination};
+use crate::cluster::gossip::Gossip;
+use crate::cluster::membership::Liveness;
+use crate::cluster::replication::{
+    NodeRecord, ReplicatedState, Updates, WorkloadRecord, workload_key,
+};
+use crate::cluster::transport::Peers;
 use crate::learner_routing::{NodeRouter, Route};
 use crate::logs::{LogStore, now_ms};
-use crate::membership::Liveness;
-use crate::process::{Launch, ProcessRunner};
-use crate::reconcile::{Action, Wanted, reconcile};
-use crate::replication::{NodeRecord, ReplicatedState, Updates, WorkloadRecord, workload_key};
-use crate::runtimes::Runtimes;
+use crate::reconcile::{Action, Wanted, pace, reconcile};
+use crate::runtime::Runtimes;
+use crate::runtime::container::ContainerLaunch;
+use crate::runtime::learner::LearnerLink;
+use crate::runtime::process::{Launch, ProcessRunner};
+use crate::runtime::supervisor::{Runner, Supervisor};
 use crate::store::{Store, StoreError, StoredApp};
-use crate::supervisor::{Runner, Supervisor};
-use crate::transport::Peers;
 
 /// How often the reconciler looks again even when nothing woke it.
 const RECONCILE_TICK: Duration = Duration::from_secs(1);
+/// At least this long between two reconcile passes: wake-ups in between (a burst of status
+/// reports from peers, say) coalesce into one pass, so a pass's cost over the whole view is
+/// paid at most ten times a second, however fast changes arrive.
+const RECONCILE_MIN_GAP: Duration = Duration::from_millis(100);
+/// At most this many replicas start per pass (see [`crate::reconcile::pace`]).
+const STARTS_PER_PASS: usize = 8;
 /// How often this node looks for containers it labelled but no longer runs.
 const CONTAINER_SWEEP: Duration = Duration::from_secs(15);
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -43,6 +52,8 @@ pub struct Node {
     pub logs: LogStore,
     pub peers: Arc<Peers>,
     pub gossip: Gossip,
+    /// Changes on their way to the other members.
+    pub(crate) rumours: Mutex<Dissemination>,
     pub(crate) replicas: Mutex<BTreeMap<WorkloadId, Replica>>,
     pub(crate) waiting: Mutex<BTreeMap<WorkloadId, String>>,
     /// The status last reported for each of this node's replicas, to report only changes.
@@ -113,6 +124,7 @@ impl Node {
             logs,
             peers,
             gossip,
+            rumours: Mutex::new(Dissemination::new(dissemination::Config::default())),
             replicas: Mutex::default(),
             waiting: Mutex::default(),
             reported: Mutex::default(),
@@ -161,7 +173,7 @@ impl Node {
         if left {
             self.push_and_wait(updates).await;
         } else {
-            self.broadcast(updates);
+            self.spread(updates);
         }
         Ok(())
     }
@@ -177,22 +189,18 @@ impl Node {
             .collect()
     }
 
-    /// Eager push of local changes to every active member; anti-entropy repairs any loss.
-    pub fn broadcast(self: &Arc<Self>, updates: Updates) {
+    /// Hands changes this agent learned (its own writes, or what a peer's push changed
+    /// here) to the epidemic: [`crate::sync::spread`] sends them in batches to a few random
+    /// members per round, and anti-entropy repairs any loss.
+    pub fn spread(&self, updates: Updates) {
         if updates.is_empty() {
             return;
         }
-        for addr in self.active_peers() {
-            let peers = self.peers.clone();
-            let request = crate::api::Request::Push {
-                updates: updates.clone(),
-            };
-            tokio::spawn(async move {
-                if let Err(e) = peers.request(addr, &request).await {
-                    tracing::debug!("push: {e}");
-                }
-            });
-        }
+        let members = self.active_peers().len();
+        self.rumours
+            .lock()
+            .expect("rumours lock")
+            .offer(updates, members);
     }
 
     async fn push_and_wait(self: &Arc<Self>, updates: Updates) {
@@ -300,12 +308,13 @@ impl Node {
             match self.reconcile_once() {
                 // Reported changes may unblock a `dependsOn`: look again at once.
                 Ok(updates) if !updates.is_empty() => {
-                    self.broadcast(updates);
+                    self.spread(updates);
                     self.wake();
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!("reconcile: {e}"),
             }
+            tokio::time::sleep(RECONCILE_MIN_GAP).await;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(RECONCILE_TICK) => {}
@@ -349,7 +358,7 @@ impl Node {
         let ready = ready_components(&view);
 
         let mut waiting = BTreeMap::new();
-        for action in reconcile(&wanted, &running, &ready) {
+        for action in pace(reconcile(&wanted, &running, &ready), STARTS_PER_PASS) {
             match action {
                 Action::Start(id) => match self.start_replica(&id, component_of(&id)) {
                     Ok(replica) => {
@@ -543,7 +552,7 @@ impl Node {
         }
         let wall = now_ms();
         let mut updates = Updates::default();
-        let replica_updates = |r: &mut crate::replication::Replica| {
+        let replica_updates = |r: &mut crate::cluster::replication::Replica| {
             for key in &stale {
                 updates.extend(r.delete_workload(key, wall));
             }

@@ -61,6 +61,28 @@ pub fn reconcile(
     actions
 }
 
+/// Lets at most `max_starts` replicas start in one pass; the rest wait for the next pass,
+/// with a message saying so. Stops and replacements are never held back (a stop frees the
+/// node). Starting fifty processes or containers at once is the burst that starves a small
+/// node of CPU, so its failure detector and its peers' pushes keep their share.
+pub fn pace(actions: Vec<Action>, max_starts: usize) -> Vec<Action> {
+    let mut starts = 0;
+    actions
+        .into_iter()
+        .map(|action| match action {
+            Action::Start(id) if starts >= max_starts => {
+                let message = format!("queued: at most {max_starts} replicas start at once");
+                Action::Wait(id, message)
+            }
+            Action::Start(id) => {
+                starts += 1;
+                Action::Start(id)
+            }
+            other => other,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +118,29 @@ mod tests {
             actions,
             vec![Action::Stop(id("a", 1)), Action::Replace(id("a", 0))]
         );
+    }
+
+    #[test]
+    fn starts_beyond_the_pace_wait_and_stops_never_do() {
+        let wanted: BTreeMap<WorkloadId, Wanted> =
+            (0..5).map(|i| (id("a", i), want(1, &[]))).collect();
+        let running = BTreeMap::from([(id("old", 0), 1), (id("old", 1), 1)]);
+        let actions = pace(reconcile(&wanted, &running, &BTreeSet::new()), 2);
+        let starts = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Start(_)))
+            .count();
+        let stops = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Stop(_)))
+            .count();
+        let queued: Vec<&Action> = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Wait(_, m) if m.starts_with("queued")))
+            .collect();
+        assert_eq!((starts, stops, queued.len()), (2, 2, 3));
+        // Every wanted replica is either started or queued: none is forgotten.
+        assert_eq!(actions.len(), 7);
     }
 
     #[test]

@@ -9,12 +9,12 @@ use orchestrator::parse_application;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 
 use crate::api::{DeployOutcome, ErrorKind, Request, Response};
-use crate::identity::Role;
+use crate::cluster::identity::Role;
+use crate::cluster::tls::peer_role;
+use crate::cluster::transport::Dialled;
 use crate::logs::now_ms;
 use crate::node::{Node, VERSION};
 use crate::store::{StoreError, StoredApp};
-use crate::tls::peer_role;
-use crate::transport::Dialled;
 use crate::wire::{WireError, read_frame, write_frame};
 
 /// Accepts connections until the endpoint is closed, and answers requests on them and on the
@@ -203,7 +203,7 @@ async fn deploy(node: &Arc<Node>, file: &str, source: &str) -> Response {
         Err(e) => return internal(e),
     };
     tracing::info!(app = %name, generation = outcome.generation, "deployed");
-    node.broadcast(updates);
+    node.spread(updates);
     node.wake();
     Response::Deployed(outcome)
 }
@@ -258,7 +258,7 @@ async fn delete(node: &Arc<Node>, name: &str) -> Response {
     {
         Ok(updates) => {
             tracing::info!(app = name, "deleted");
-            node.broadcast(updates);
+            node.spread(updates);
             node.wake();
             Response::Deleted {
                 name: name.to_string(),

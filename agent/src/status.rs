@@ -13,8 +13,8 @@ use crate::api::{
     AppDetail, AppStatus, AppView, ComponentDetail, LearningSummary, NodeDetail, NodeView,
     WorkloadState, WorkloadView,
 };
+use crate::cluster::replication::{WorkloadRecord, workload_key};
 use crate::node::{Node, View};
-use crate::replication::{WorkloadRecord, workload_key};
 use crate::store::StoredApp;
 
 impl Node {

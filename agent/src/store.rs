@@ -1,5 +1,5 @@
 //! The agent's local durable state in sled: the process groups it started (replicated state
-//! lives in the same database, see [`crate::replication`]).
+//! lives in the same database, see [`crate::cluster::replication`]).
 
 use std::path::Path;
 

@@ -1,29 +1,81 @@
-//! Anti-entropy: periodically reconcile replicated state with one peer at a time.
+//! The loops that keep replicated state in step between agents.
 //!
-//! Eager pushes carry changes as they happen; this loop repairs whatever a push missed (a peer
-//! that was down, a partition, a lost stream). A round costs one fingerprint exchange when the
-//! pair already agrees, and a digest exchange plus the missing entries when it does not.
+//! [`spread`] is the shell of [`crate::cluster::dissemination`]: every [`ROUND`] it sends the
+//! pending rumours, in one batch, to a few random members, with a bound on pushes in flight.
+//! [`run`] is anti-entropy: it repairs whatever the rumours missed (a peer that was down, a
+//! partition, a lost stream) with one peer at a time. A round costs one fingerprint exchange
+//! when the pair already agrees, and a digest exchange plus the missing entries when it does
+//! not.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::api::{Request, Response};
+use crate::cluster::replication::Updates;
 use crate::logs::now_ms;
 use crate::node::Node;
-use crate::replication::Updates;
 
-/// How often an agent starts a round with a peer. Pushes carry changes at once; this only
-/// bounds how long a missed push stays missed.
+/// How often an agent starts an anti-entropy round with a peer. Rumours carry changes at
+/// once; this only bounds how long a missed one stays missed.
 pub const ANTI_ENTROPY_PERIOD: Duration = Duration::from_secs(2);
 /// At most one member-list swap per agent this often: lists are kilobytes, and SWIM's own
 /// gossip settles most differences; the swap only has to catch the verdicts it missed.
 const MEMBER_LISTS_EVERY: Duration = Duration::from_secs(10);
 /// How often expired deletions are forgotten.
 const TOMBSTONE_SWEEP: Duration = Duration::from_secs(600);
+
+/// How often an agent sends its pending rumours.
+pub const ROUND: Duration = Duration::from_millis(100);
+/// Pushes in flight at once, per agent. When a round's would exceed it (its peers answer
+/// slowly, or it is itself starved), the round is skipped and its rumours wait for the next:
+/// an overloaded cluster sends fewer, larger batches instead of piling up tasks.
+const MAX_PUSHES_IN_FLIGHT: usize = 6;
+
+/// Sends the pending rumours, a batch to a few random members every [`ROUND`].
+pub async fn spread(node: Arc<Node>) {
+    let seed = xxhash_rust::xxh3::xxh3_64(node.name().as_bytes()) ^ now_ms();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let slots = Arc::new(Semaphore::new(MAX_PUSHES_IN_FLIGHT));
+    let fanout = node.rumours.lock().expect("rumours lock").config().fanout;
+    let mut tick = tokio::time::interval(ROUND);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if slots.available_permits() < fanout {
+            tracing::debug!("pushes still in flight; rumours wait a round");
+            continue;
+        }
+        let members = node.active_peers();
+        let round = node
+            .rumours
+            .lock()
+            .expect("rumours lock")
+            .round(&members, &mut rng);
+        let Some(round) = round else { continue };
+        let request = Arc::new(Request::Push {
+            updates: round.updates,
+        });
+        for target in round.targets {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let peers = node.peers.clone();
+            let request = request.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = peers.request(target, &request).await {
+                    tracing::debug!(%target, "push: {e}");
+                }
+            });
+        }
+    }
+}
 
 pub async fn run(node: Arc<Node>) {
     let mut round: usize = 0;
@@ -166,6 +218,8 @@ fn merge(node: &Node, updates: Updates) -> Response {
         Ok(changed) => {
             if !changed.is_empty() {
                 node.wake();
+                // New to us, so probably to others: pass it on.
+                node.spread(changed);
             }
             Response::Ack
         }

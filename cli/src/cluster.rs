@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use agent::identity::{ClusterCa, is_dns_label};
+use agent::cluster::identity::{ClusterCa, is_dns_label};
 use anyhow::Context;
 
 use crate::config::{CONFIG_FILE, Config};
@@ -29,7 +29,7 @@ pub fn init(dir: &Path, cluster_name: &str, agents: Vec<SocketAddr>) -> anyhow::
 
 /// Whether `dir` already holds a cluster CA.
 pub fn is_initialized(dir: &Path) -> bool {
-    dir.join(agent::identity::CA_KEY_FILE).exists()
+    dir.join(agent::cluster::identity::CA_KEY_FILE).exists()
 }
 
 /// Issues `name`'s certificate bundle under `dir/NAME/certs`; returns that directory.

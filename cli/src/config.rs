@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use agent::identity::{ADMIN_CERT_FILE, ADMIN_KEY_FILE, CA_CERT_FILE, Credentials};
+use agent::cluster::identity::{ADMIN_CERT_FILE, ADMIN_KEY_FILE, CA_CERT_FILE, Credentials};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 

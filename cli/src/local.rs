@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use agent::api::{NodeState, Request, Response};
 use agent::client::Client;
-use agent::identity::Credentials;
+use agent::cluster::identity::Credentials;
 use anyhow::{Context, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

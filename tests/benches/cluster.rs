@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use agent::api::{NodeState, Request, Response};
 use agent::client::Client;
-use agent::identity::Credentials;
+use agent::cluster::identity::Credentials;
 use e2e::{Cluster, unique_marker};
 
 const SIZES: [usize; 2] = [10, 50];

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use agent::api::{AppStatus, Request, Response};
 use agent::client::Client;
-use agent::identity::Credentials;
+use agent::cluster::identity::Credentials;
 use e2e::{Cluster, binary};
 
 const SAMPLES: usize = 100;

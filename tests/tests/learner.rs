@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agent::api::{ErrorKind, Request, Response};
 use agent::client::Client;
-use agent::identity::Credentials;
+use agent::cluster::identity::Credentials;
 use e2e::{Cluster, gossipctl, wait_for};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 
-use agent::membership::{Effects, Liveness, Membership, MembershipError, NodeId, Timings};
-use agent::replication::{Replica, Updates};
+use agent::cluster::membership::{Effects, Liveness, Membership, MembershipError, NodeId, Timings};
+use agent::cluster::replication::{Replica, Updates};
 use orchestrator::Application;
 use orchestrator::plan::{NodeInfo, Plan, Running, plan};
 use rand::rngs::StdRng;

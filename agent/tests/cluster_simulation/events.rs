@@ -2,8 +2,8 @@
 
 use std::cmp::Ordering;
 
-use agent::membership::{MemberState, NodeId};
-use agent::replication::{StateDigest, Updates, Wanted};
+use agent::cluster::membership::{MemberState, NodeId};
+use agent::cluster::replication::{StateDigest, Updates, Wanted};
 use agent::store::StoredApp;
 use bytes::Bytes;
 use foca::Timer;

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use agent::membership::Liveness;
+use agent::cluster::membership::Liveness;
 use orchestrator::plan::Plan;
 
 use crate::engine::is_active;

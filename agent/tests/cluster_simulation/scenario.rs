@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use agent::replication::NodeRecord;
+use agent::cluster::replication::NodeRecord;
 use agent::store::StoredApp;
 use orchestrator::plan::NodeInfo;
 use orchestrator::{

@@ -3,7 +3,7 @@
 //! Each replica runs in its own process group so that stopping it reaches everything it forked,
 //! and with a parent-death signal so that it dies with the agent even on `kill -9`. The agent
 //! also records each group in its store and sweeps leftovers at start-up (see
-//! [`crate::orphans`]): between the three, no replica outlives the agent that owns it.
+//! [`crate::runtime::orphans`]): between the three, no replica outlives the agent that owns it.
 
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -16,11 +16,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 use crate::api::LogStream;
-use crate::learner::LearnerLink;
 use crate::logs::{LineWriter, LogStore};
-use crate::runtimes::replica_env;
+use crate::runtime::env::replica_env;
+use crate::runtime::learner::LearnerLink;
+use crate::runtime::supervisor::{Attempt, Exit, Runner, STOP_GRACE};
 use crate::store::Store;
-use crate::supervisor::{Attempt, Exit, Runner, STOP_GRACE};
 
 /// Everything a replica's process needs to start.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ impl Launch {
             command.current_dir(dir);
         }
         let niceness = if self.learner.is_some() {
-            crate::learner::NICENESS
+            crate::runtime::learner::NICENESS
         } else {
             0
         };
@@ -247,7 +247,7 @@ impl Tail {
 mod tests {
     use super::*;
     use crate::api::WorkloadState;
-    use crate::supervisor::{Status, Supervisor};
+    use crate::runtime::supervisor::{Status, Supervisor};
 
     fn launch(command: &[&str], restart: RestartPolicy) -> Launch {
         Launch {

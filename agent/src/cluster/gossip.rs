@@ -9,8 +9,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::api::Request;
-use crate::membership::{Effects, Liveness, MemberState, Membership, MembershipError, NodeId};
-use crate::transport::{Inbound, Peers};
+use crate::cluster::membership::{
+    Effects, Liveness, MemberState, Membership, MembershipError, NodeId,
+};
+use crate::cluster::transport::{Inbound, Peers};
 
 /// Every other member this agent knows, by name.
 pub type Members = BTreeMap<String, (NodeId, Liveness)>;

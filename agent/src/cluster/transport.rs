@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 
 use crate::api::{Request, Response};
 use crate::client::Responses;
-use crate::identity::{ANY_AGENT_SERVER_NAME, Role};
-use crate::tls::peer_role;
+use crate::cluster::identity::{ANY_AGENT_SERVER_NAME, Role};
+use crate::cluster::tls::peer_role;
 use crate::wire::{WireError, read_body, read_frame, write_body, write_frame};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

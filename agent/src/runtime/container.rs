@@ -22,8 +22,8 @@ use orchestrator::{ContainerSpec, Resources, RestartPolicy, WorkloadId};
 
 use crate::api::LogStream;
 use crate::logs::{LineWriter, LogStore, MAX_LINES_PER_WORKLOAD};
-use crate::runtimes::replica_env;
-use crate::supervisor::{Attempt, Exit, Runner, STOP_GRACE};
+use crate::runtime::env::replica_env;
+use crate::runtime::supervisor::{Attempt, Exit, Runner, STOP_GRACE};
 
 /// How long the agent waits for an engine to answer before it offers no container runtime.
 const ENGINE_PROBE: Duration = Duration::from_secs(3);

@@ -1,11 +1,18 @@
-//! The workload runtimes this node offers beyond `process`, which every node has.
+//! Running replicas: the supervisor that restarts them, and one runner per workload type
+//! (child processes, containers through the Engine API, learner processes with their link).
+
+pub mod capacity;
+pub mod container;
+pub mod env;
+pub mod learner;
+pub mod orphans;
+pub mod process;
+pub mod supervisor;
 
 use std::collections::BTreeSet;
 
-use orchestrator::WorkloadId;
-
-use crate::container::ContainerRuntime;
-use crate::learner::LearnerRuntime;
+use crate::runtime::container::ContainerRuntime;
+use crate::runtime::learner::LearnerRuntime;
 
 #[derive(Debug, Clone, Default)]
 pub struct Runtimes {
@@ -28,16 +35,4 @@ impl Runtimes {
         }
         names
     }
-}
-
-/// The variables every replica finds in its environment, whatever runs it: who it is, how many
-/// replicas its component has, and which node runs it.
-pub fn replica_env(id: &WorkloadId, replicas: u32, node: &str) -> [(&'static str, String); 5] {
-    [
-        ("GOSSIP_APP", id.app.clone()),
-        ("GOSSIP_COMPONENT", id.component.clone()),
-        ("GOSSIP_REPLICA", id.replica.to_string()),
-        ("GOSSIP_REPLICAS", replicas.to_string()),
-        ("GOSSIP_NODE", node.to_string()),
-    ]
 }

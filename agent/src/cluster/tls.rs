@@ -12,7 +12,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 
-use crate::identity::{Credentials, Role};
+use crate::cluster::identity::{Credentials, Role};
 
 /// Application protocol of the agent API. Bumped on incompatible changes.
 pub const ALPN: &[u8] = b"gossipctl/1";

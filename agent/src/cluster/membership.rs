@@ -2,7 +2,7 @@
 //!
 //! [`Membership`] takes bytes, timer events and wall-clock-free commands and returns what to
 //! send, what timers to set and how the member list changed; it never touches a socket or a
-//! clock, so the same code runs in the agent (driven by [`crate::gossip`]) and in the
+//! clock, so the same code runs in the agent (driven by [`crate::cluster::gossip`]) and in the
 //! deterministic cluster simulation.
 
 use std::collections::BTreeMap;

@@ -1,0 +1,10 @@
+//! The cluster layer: membership (SWIM), the replicated state and how it spreads, and the
+//! mutually authenticated QUIC transport both run over.
+
+pub mod dissemination;
+pub mod gossip;
+pub mod identity;
+pub mod membership;
+pub mod replication;
+pub mod tls;
+pub mod transport;
