@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ablation of REPRODUCTION.md: the paper's protocol with one ingredient switched at a time,
 # MLP, 10 and 50 nodes, rules delta-sum-in-place (the paper's), delta-sum and average, seeds 1
-# and 2. Each variant is a grid (scripts/grid.sh) of its own under docs/reproduction/paper/
+# and 2 ($ABLATION_METHODS and $ABLATION_SEEDS narrow or widen that). Each variant is a grid (scripts/grid.sh) of its own under docs/reproduction/paper/
 # ablation/VARIANT, kept across sittings; the baseline is the main grid's cells.
 #
 #   scripts/ablation.sh [VARIANT...]      (default: all of them, in this order)
@@ -15,8 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/reproduction/paper/ablation
-methods=delta-sum-in-place,delta-sum,average
-seeds=1,2
+methods=${ABLATION_METHODS:-delta-sum-in-place,delta-sum,average}
+seeds=${ABLATION_SEEDS:-1,2}
 common=(--eval-samples 2000)
 files=learner/tests/fixtures/flocky-topologies
 
