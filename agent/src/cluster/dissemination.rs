@@ -387,7 +387,11 @@ mod tests {
             missed += n - reached;
             worst_rounds = worst_rounds.max(rounds);
         }
-        assert!(missed <= 4, "{missed} of {} agent-runs missed the write", 20 * n);
+        assert!(
+            missed <= 4,
+            "{missed} of {} agent-runs missed the write",
+            20 * n
+        );
         // Budget 9 at fanout 3: each agent passes a rumour on for three rounds after hearing
         // it.
         assert!(worst_rounds <= 20, "{worst_rounds} rounds");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::api::Request;
+use crate::cluster::health::LocalHealth;
 use crate::cluster::membership::{
     Effects, Liveness, MemberState, Membership, MembershipError, NodeId,
 };
@@ -55,6 +56,7 @@ impl Gossip {
             members: members_tx,
             view: view_tx,
             changed,
+            health: LocalHealth::default(),
             timers: mpsc::unbounded_channel(),
         };
         tokio::spawn(shell.run(inbound, join_rx, leave_rx, apply_rx));
@@ -88,7 +90,8 @@ impl Gossip {
     }
 }
 
-type TimerEvent = foca::Timer<NodeId>;
+/// A failure-detector timer and the instant it was due, to tell how late it fired.
+type TimerEvent = (tokio::time::Instant, foca::Timer<NodeId>);
 
 struct Shell {
     membership: Membership,
@@ -96,6 +99,7 @@ struct Shell {
     members: watch::Sender<Members>,
     view: watch::Sender<MembershipView>,
     changed: Arc<Notify>,
+    health: LocalHealth,
     timers: (
         mpsc::UnboundedSender<TimerEvent>,
         mpsc::UnboundedReceiver<TimerEvent>,
@@ -121,7 +125,10 @@ impl Shell {
                     continue;
                 }
                 Some((name, packet)) = inbound.recv() => self.membership.handle_packet(&name, &packet),
-                Some(timer) = self.timers.1.recv() => self.membership.handle_timer(timer),
+                Some((due, timer)) = self.timers.1.recv() => {
+                    self.health.timer_fired(due.elapsed());
+                    self.membership.handle_timer(timer)
+                }
                 Some(states) = apply.recv() => self.membership.apply(states),
                 _ = reannounce.tick(), if self.membership.active_members() == 0 => {
                     let mut all = Effects::default();
@@ -182,11 +189,33 @@ impl Shell {
         for (addr, packet) in effects.send {
             self.peers.send_datagram(addr, packet);
         }
+        let before = self.health.score();
+        for _ in 0..effects.probes_failed {
+            self.health.probe_failed();
+        }
+        for _ in 0..effects.acks {
+            self.health.acked();
+        }
+        if self.health.score() != before {
+            tracing::debug!(
+                score = self.health.score(),
+                "local health changed; failure-detector timers stretch by 1 + score"
+            );
+        }
         for (after, timer) in effects.timers {
+            // Lifeguard: the probe period, probe timeout and suspicion timeout stretch while
+            // this agent is the unhealthy one; announces keep their pace.
+            let after = match timer {
+                foca::Timer::ProbeRandomMember(_)
+                | foca::Timer::SendIndirectProbe { .. }
+                | foca::Timer::ChangeSuspectToDown { .. } => self.health.scale(after),
+                _ => after,
+            };
+            let due = tokio::time::Instant::now() + after;
             let timers = self.timers.0.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                let _ = timers.send(timer);
+                tokio::time::sleep_until(due).await;
+                let _ = timers.send((due, timer));
             });
         }
         // foca reports joins and deaths but not suspicion, so compare the whole list.

@@ -77,6 +77,10 @@ pub struct Effects {
     pub timers: Vec<(Duration, Timer<NodeId>)>,
     /// Whether the member list changed (someone joined, was declared down, or renamed).
     pub changed: bool,
+    /// Probe cycles that ended without an ack, and acks received for our probes: the
+    /// evidence [`crate::cluster::health`] weighs.
+    pub probes_failed: u32,
+    pub acks: u32,
 }
 
 /// How this node sees another.
@@ -291,6 +295,15 @@ impl Membership {
                 | OwnedNotification::MemberDown(_)
                 | OwnedNotification::Rename(..)
                 | OwnedNotification::Rejoin(_) => effects.changed = true,
+                OwnedNotification::ProbeFailed(..) => effects.probes_failed += 1,
+                OwnedNotification::DataReceived(header) => {
+                    if matches!(
+                        header.message,
+                        foca::Message::Ack(_) | foca::Message::ForwardedAck { .. }
+                    ) {
+                        effects.acks += 1;
+                    }
+                }
                 _ => {}
             }
         }

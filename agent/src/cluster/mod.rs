@@ -3,6 +3,7 @@
 
 pub mod dissemination;
 pub mod gossip;
+pub mod health;
 pub mod identity;
 pub mod membership;
 pub mod replication;

@@ -70,6 +70,11 @@ impl Updates {
         self.apps.is_empty() && self.nodes.is_empty() && self.workloads.is_empty()
     }
 
+    /// Entries in all three maps.
+    pub fn len(&self) -> usize {
+        self.apps.len() + self.nodes.len() + self.workloads.len()
+    }
+
     pub fn extend(&mut self, other: Updates) {
         self.apps.extend(other.apps);
         self.nodes.extend(other.nodes);

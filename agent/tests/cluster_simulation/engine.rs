@@ -1,32 +1,41 @@
 //! The discrete-event loop: every agent's membership and replication cores, driven through the
 //! same shell logic as the agent over a simulated network.
 
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 
+use agent::api::WorkloadState;
+use agent::cluster::dissemination::Dissemination;
+use agent::cluster::health::LocalHealth;
 use agent::cluster::membership::{Effects, Liveness, Membership, MembershipError, NodeId, Timings};
-use agent::cluster::replication::{Replica, Updates};
-use orchestrator::Application;
+use agent::cluster::replication::{Replica, Updates, WorkloadRecord, workload_key};
 use orchestrator::plan::{NodeInfo, Plan, Running, plan};
+use orchestrator::{Application, WorkloadId};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::events::{Event, Scheduled, SyncMessage};
-use crate::outcome::{FalseDeath, Outcome, Stats};
+use crate::outcome::{Coverage, FalseDeath, Outcome, Stats};
 use crate::scenario::{SEEDS, Scenario, node_addr, node_name, node_record};
 use crate::virtual_time::{EPOCH_WALL_MS, Micros, duration_micros, ms, secs};
 
 /// The agent's period for re-announcing to the seeds while alone (`gossip::REANNOUNCE`).
 const REANNOUNCE: Micros = secs(1);
 
+/// The agent's period for sending pending rumours (`sync::ROUND`).
+const SPREAD_ROUND: Micros = ms(100);
+
+/// The agent's reconcile loop: at least this long between passes (`node::RECONCILE_MIN_GAP`).
+const RECONCILE_MIN_GAP: Micros = ms(100);
+
+/// How long after it is started a replica reports `running` (a process's start-up).
+const STARTUP: Micros = ms(500);
+
 /// The agent's period for starting an anti-entropy round (`sync::ANTI_ENTROPY_PERIOD`).
 const ANTI_ENTROPY_PERIOD: Micros = secs(2);
 
 /// `sync::MEMBER_LISTS_EVERY`: at most one member-list swap per agent this often.
 const MEMBER_LISTS_EVERY: Micros = secs(10);
-
-/// How often the simulator checks whether the cluster has converged, to report when it did.
-const SAMPLE_EVERY: Micros = ms(250);
 
 struct SimNode {
     name: String,
@@ -46,6 +55,16 @@ struct SimNode {
     served: (u64, u64),
     /// When this node last swapped member lists (`Node::may_swap_member_lists`).
     last_member_lists: Option<Micros>,
+    /// Lifeguard's local health multiplier (`gossip::Shell::health`).
+    health: LocalHealth,
+    /// The changes this node is spreading (`Node::rumours`).
+    rumours: Dissemination,
+    /// Sync messages and their bytes (as JSON, the agent's encoding) this node sent.
+    sent: (u64, u64),
+    /// Burst replicas this node runs, with the state it last reported.
+    runs: BTreeMap<WorkloadId, WorkloadState>,
+    /// A reconcile pass is scheduled (wake-ups coalesce, as the agent's `Notify` does).
+    reconcile_due: bool,
 }
 
 pub struct Sim {
@@ -60,6 +79,10 @@ pub struct Sim {
     stats: Stats,
     false_deaths: Vec<FalseDeath>,
     membership_converged_since: Option<Micros>,
+    /// With reports: since when every live node holds the same state and every replica is
+    /// reported running by exactly one live node; and every instant that became true.
+    settled_since: Option<Micros>,
+    settled: Vec<Micros>,
     replicas_converged_since: Option<Micros>,
     first_full_view: Option<Micros>,
 }
@@ -91,6 +114,11 @@ impl Sim {
                     synced: BTreeSet::new(),
                     served: (0, 0),
                     last_member_lists: None,
+                    health: LocalHealth::default(),
+                    rumours: Dissemination::default(),
+                    sent: (0, 0),
+                    runs: BTreeMap::new(),
+                    reconcile_due: false,
                 }
             })
             .collect();
@@ -106,6 +134,8 @@ impl Sim {
             stats: Stats::default(),
             false_deaths: Vec::new(),
             membership_converged_since: None,
+            settled_since: None,
+            settled: Vec::new(),
             first_full_view: None,
             replicas_converged_since: None,
         };
@@ -113,7 +143,7 @@ impl Sim {
         for (at, event) in script {
             sim.schedule(at, event);
         }
-        sim.schedule(SAMPLE_EVERY, Event::Sample);
+        sim.schedule(sim.scenario.sample_every, Event::Sample);
         sim
     }
 
@@ -170,24 +200,28 @@ impl Sim {
             Event::Deploy { node, app } => {
                 let wall = self.wall_ms(node);
                 let updates = self.nodes[node].replica.put_app(*app, wall);
-                self.push_to_all(node, updates);
+                self.learned(node, updates);
             }
+            Event::Spread { node } => self.spread(node),
+            Event::Reconcile { node } => self.reconcile(node),
             Event::Crash { node } => self.nodes[node].crashed = true,
             Event::Sample => {
                 self.sample();
-                self.schedule(self.now + SAMPLE_EVERY, Event::Sample);
+                self.schedule(self.now + self.scenario.sample_every, Event::Sample);
             }
         }
     }
 
     fn start(&mut self, node: usize) {
         let wall = self.wall_ms(node);
-        // Alone, the node has nobody to push its record to; anti-entropy will carry it.
-        self.nodes[node].replica.put_node(node_record(node), wall);
+        // Alone, the node has nobody to tell its record yet: the rumour waits for members.
+        let record = self.nodes[node].replica.put_node(node_record(node), wall);
+        self.learned(node, record);
         self.announce_to_seeds(node);
-        // Both loops start with the process; their first round comes one period later.
+        // The loops start with the process; their first round comes one period later.
         self.schedule(self.now + REANNOUNCE, Event::Reannounce { node });
         self.schedule(self.now + ANTI_ENTROPY_PERIOD, Event::AntiEntropy { node });
+        self.schedule(self.now + SPREAD_ROUND, Event::Spread { node });
     }
 
     fn announce_to_seeds(&mut self, node: usize) {
@@ -273,21 +307,127 @@ impl Sim {
         peers
     }
 
-    /// The eager push of `Node::broadcast`: every local write goes to every active member.
-    fn push_to_all(&mut self, node: usize, updates: Updates) {
-        for peer in self.active_peers(node) {
-            self.send_sync(
-                node,
-                peer,
-                SyncMessage::Push {
-                    updates: updates.clone(),
-                },
+    /// `Node::spread`: changes this node learned become rumours, and its reconciler wakes
+    /// when the applications changed.
+    fn learned(&mut self, node: usize, updates: Updates) {
+        if updates.is_empty() {
+            return;
+        }
+        if !updates.apps.is_empty() || !updates.nodes.is_empty() {
+            self.wake_reconciler(node);
+        }
+        let members = self.active_peers(node).len();
+        self.nodes[node].rumours.offer(updates, members);
+    }
+
+    /// `sync::spread`: one round of rumours to a few random members.
+    fn spread(&mut self, node: usize) {
+        if self.nodes[node].crashed {
+            return;
+        }
+        self.schedule(self.now + SPREAD_ROUND, Event::Spread { node });
+        if self.nodes[node].rumours.pending() == 0 {
+            return;
+        }
+        let peers = self.active_peers(node);
+        let addrs: Vec<SocketAddr> = peers.iter().map(|&p| self.nodes[p].addr).collect();
+        let Some(round) = self.nodes[node].rumours.round(&addrs, &mut self.rng) else {
+            return;
+        };
+        for target in round.targets {
+            let to = self.by_addr[&target];
+            let updates = round.updates.clone();
+            self.send_sync(node, to, SyncMessage::Push { updates });
+        }
+    }
+
+    fn wake_reconciler(&mut self, node: usize) {
+        if self.scenario.reports && !self.nodes[node].reconcile_due {
+            self.nodes[node].reconcile_due = true;
+            self.schedule(self.now + RECONCILE_MIN_GAP, Event::Reconcile { node });
+        }
+    }
+
+    /// The reconciler, as far as the cluster sees it: the node runs the replicas it owns and
+    /// reports their state (`pending`, then `running` after [`STARTUP`]), and removes the
+    /// reports of replicas it no longer owns. Ownership is rendezvous hashing over the node's
+    /// own view of the active members, a stand-in for the plan (whose agreement the other
+    /// tests check) that costs `replicas x log members` instead of a plan per node per wake.
+    fn reconcile(&mut self, node: usize) {
+        self.nodes[node].reconcile_due = false;
+        if self.nodes[node].crashed {
+            return;
+        }
+        let mut members: Vec<usize> = self.active_peers(node);
+        members.push(node);
+        let ring = Ring::new(members.iter().map(|&m| self.nodes[m].name.as_str()));
+        let me = self.nodes[node].name.clone();
+        let owned: BTreeSet<WorkloadId> = self.nodes[node]
+            .replica
+            .apps
+            .iter()
+            .flat_map(|(_, stored)| {
+                stored.app.components.iter().flat_map(move |c| {
+                    (0..c.replicas).map(move |replica| WorkloadId {
+                        app: stored.app.name.clone(),
+                        component: c.name.clone(),
+                        replica,
+                    })
+                })
+            })
+            .filter(|id| ring.owner(&id.to_string()) == me)
+            .collect();
+        let wall = self.wall_ms(node);
+        let sim_node = &mut self.nodes[node];
+        let mut updates = Updates::default();
+        let gone: Vec<WorkloadId> = sim_node
+            .runs
+            .keys()
+            .filter(|id| !owned.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            sim_node.runs.remove(&id);
+            updates.extend(
+                sim_node
+                    .replica
+                    .delete_workload(&workload_key(&id, &me), wall),
             );
         }
+        let mut starting = false;
+        for id in owned {
+            let state = match sim_node.runs.get(&id) {
+                None => WorkloadState::Pending,
+                Some(WorkloadState::Pending) => WorkloadState::Running,
+                Some(_) => continue,
+            };
+            starting |= state == WorkloadState::Pending;
+            sim_node.runs.insert(id.clone(), state);
+            let record = WorkloadRecord {
+                id,
+                node: me.clone(),
+                state,
+                restarts: 0,
+                message: String::new(),
+                pid: None,
+                fingerprint: 1,
+                learner: None,
+            };
+            updates.extend(sim_node.replica.put_workload(record, wall));
+        }
+        if starting {
+            sim_node.reconcile_due = true;
+            self.schedule(self.now + STARTUP, Event::Reconcile { node });
+        }
+        self.learned(node, updates);
     }
 
     fn send_sync(&mut self, from: usize, to: usize, message: SyncMessage) {
         self.stats.sync_sent += 1;
+        let bytes = message.wire_bytes();
+        self.stats.sync_bytes += bytes;
+        let sent = &mut self.nodes[from].sent;
+        *sent = (sent.0 + 1, sent.1 + bytes);
         if let SyncMessage::Reply { updates, .. } | SyncMessage::Push { updates } = &message {
             self.stats.sync_entries_sent +=
                 (updates.apps.len() + updates.nodes.len() + updates.workloads.len()) as u64;
@@ -372,13 +512,22 @@ impl Sim {
                 Some(SyncMessage::Reply { updates, wanted })
             }
             SyncMessage::Reply { updates, wanted } => {
-                replica.merge(updates, wall);
+                let changed = replica.merge(updates, wall);
+                if !changed.apps.is_empty() || !changed.nodes.is_empty() {
+                    self.wake_reconciler(to);
+                }
+                let replica = &self.nodes[to].replica;
                 (!wanted.is_empty()).then(|| SyncMessage::Push {
                     updates: replica.entries_for(&wanted),
                 })
             }
             SyncMessage::Push { updates } => {
-                replica.merge(updates, wall);
+                self.stats.pushes_received += 1;
+                self.stats.push_entries_received += updates.len() as u64;
+                let changed = replica.merge(updates, wall);
+                self.stats.push_entries_new += changed.len() as u64;
+                // `sync::merge`: what is new here is passed on.
+                self.learned(to, changed);
                 None
             }
             SyncMessage::Members { .. } => unreachable!("member lists are handled above"),
@@ -444,13 +593,30 @@ impl Sim {
                 None => self.stats.swim_lost += 1,
             }
         }
+        // `gossip::Shell`'s Lifeguard: failed probes raise this node's health score, acks
+        // lower it, and the failure detector's timers stretch by 1 + score. (Virtual timers
+        // never fire late, so that input stays silent here.)
+        let health = &mut self.nodes[node].health;
+        for _ in 0..effects.probes_failed {
+            health.probe_failed();
+        }
+        for _ in 0..effects.acks {
+            health.acked();
+        }
         for (after, timer) in effects.timers {
+            let after = match timer {
+                foca::Timer::ProbeRandomMember(_)
+                | foca::Timer::SendIndirectProbe { .. }
+                | foca::Timer::ChangeSuspectToDown { .. } => self.nodes[node].health.scale(after),
+                _ => after,
+            };
             let at = self.now + duration_micros(after);
             self.schedule(at, Event::Timer { node, timer });
         }
         if effects.changed {
             self.record_false_deaths(node);
             self.sync_with_new_members(node);
+            self.wake_reconciler(node);
         }
     }
 
@@ -524,6 +690,13 @@ impl Sim {
         let replicas_agree = fingerprints.all(|f| Some(f) == first);
 
         let now = self.now;
+        if self.scenario.reports {
+            let settled = replicas_agree && self.coverage().complete();
+            if settled && self.settled_since.is_none() {
+                self.settled.push(now);
+            }
+            track(&mut self.settled_since, settled, now);
+        }
         track(&mut self.membership_converged_since, views_agree, now);
         if views_agree && self.first_full_view.is_none() {
             self.first_full_view = Some(now);
@@ -531,7 +704,47 @@ impl Sim {
         track(&mut self.replicas_converged_since, replicas_agree, now);
     }
 
-    fn outcome(&self) -> Outcome {
+    /// How the replicas of every application are reported, as the first live node sees it:
+    /// each should be `running` on exactly one live node.
+    fn coverage(&self) -> Coverage {
+        let Some(observer) = self.nodes.iter().find(|n| !n.crashed) else {
+            return Coverage::default();
+        };
+        let live: BTreeSet<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.crashed)
+            .map(|n| n.name.as_str())
+            .collect();
+        let mut running: HashMap<&WorkloadId, usize> = HashMap::new();
+        for (_, record) in observer.replica.workloads.iter() {
+            if record.state == WorkloadState::Running && live.contains(record.node.as_str()) {
+                *running.entry(&record.id).or_default() += 1;
+            }
+        }
+        let mut coverage = Coverage::default();
+        for (_, stored) in observer.replica.apps.iter() {
+            for component in &stored.app.components {
+                for replica in 0..component.replicas {
+                    let id = WorkloadId {
+                        app: stored.app.name.clone(),
+                        component: component.name.clone(),
+                        replica,
+                    };
+                    coverage.wanted += 1;
+                    match running.get(&id).copied().unwrap_or(0) {
+                        0 => coverage.missing += 1,
+                        1 => coverage.running_once += 1,
+                        _ => coverage.duplicated += 1,
+                    }
+                }
+            }
+        }
+        coverage
+    }
+
+    fn outcome(&mut self) -> Outcome {
+        self.stats.busiest_sender = self.nodes.iter().map(|n| n.sent).max().unwrap_or((0, 0));
         let live_nodes: Vec<&SimNode> = self.nodes.iter().filter(|n| !n.crashed).collect();
         Outcome {
             live: live_nodes.iter().map(|n| n.name.clone()).collect(),
@@ -571,9 +784,35 @@ impl Sim {
             membership_converged_at: self.membership_converged_since,
             replicas_converged_at: self.replicas_converged_since,
             first_full_view_at: self.first_full_view,
+            coverage: self.coverage(),
+            settled: self.settled.clone(),
             end: self.now,
         }
     }
+}
+
+/// Consistent hashing over member names, 16 points per member: who owns a replica in
+/// [`Sim::reconcile`]. A member's death moves only its own replicas.
+struct Ring(Vec<(u64, String)>);
+
+impl Ring {
+    fn new<'a>(members: impl Iterator<Item = &'a str>) -> Self {
+        let mut points: Vec<(u64, String)> = members
+            .flat_map(|m| (0..16u8).map(move |v| (hash(&[m.as_bytes(), &[v]]), m.to_string())))
+            .collect();
+        points.sort();
+        Ring(points)
+    }
+
+    fn owner(&self, key: &str) -> &str {
+        let h = hash(&[key.as_bytes()]);
+        let i = self.0.partition_point(|(p, _)| *p < h) % self.0.len();
+        &self.0[i].1
+    }
+}
+
+fn hash(parts: &[&[u8]]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(&parts.concat())
 }
 
 /// Keeps `since` at the start of the current run of converged samples.

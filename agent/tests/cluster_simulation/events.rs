@@ -39,6 +39,46 @@ pub enum SyncMessage {
     },
 }
 
+impl SyncMessage {
+    /// The message's size on the wire: the agent sends requests as JSON frames with a 4-byte
+    /// length (`wire.rs`). Counted without building the text.
+    pub fn wire_bytes(&self) -> u64 {
+        let mut count = Count(0);
+        let written = match self {
+            SyncMessage::Fingerprint {
+                fingerprint,
+                members,
+            } => serde_json::to_writer(&mut count, &(fingerprint, members)),
+            SyncMessage::InSync {
+                in_sync,
+                members_in_sync,
+            } => serde_json::to_writer(&mut count, &(in_sync, members_in_sync)),
+            SyncMessage::Members { states, .. } => serde_json::to_writer(&mut count, states),
+            SyncMessage::Digest { digest } => serde_json::to_writer(&mut count, digest),
+            SyncMessage::Reply { updates, wanted } => {
+                serde_json::to_writer(&mut count, &(updates, wanted))
+            }
+            SyncMessage::Push { updates } => serde_json::to_writer(&mut count, updates),
+        };
+        written.expect("sync messages serialise");
+        count.0 + 4
+    }
+}
+
+/// A writer that only counts.
+struct Count(u64);
+
+impl std::io::Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 pub enum Event {
     /// The agent starts: it writes its own node record and announces itself to the seeds.
@@ -47,6 +87,14 @@ pub enum Event {
     },
     /// `gossip::Shell`'s timer: re-announce to the seeds while alone.
     Reannounce {
+        node: usize,
+    },
+    /// `sync::spread`'s timer: send the pending rumours to a few random members.
+    Spread {
+        node: usize,
+    },
+    /// The node's reconcile loop, woken by a change (see `Sim::reconcile`).
+    Reconcile {
         node: usize,
     },
     /// `sync::run`'s timer: one anti-entropy round with the next active peer.

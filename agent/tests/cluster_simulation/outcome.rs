@@ -34,11 +34,35 @@ pub struct Stats {
     pub max_rounds_served_per_second: u64,
     /// Which node served them, and in which second of virtual time.
     pub busiest: Option<(String, u64)>,
-    /// Entries carried by anti-entropy replies and pushes (eager pushes included).
+    /// Entries carried by anti-entropy replies and pushes (rumours included).
     pub sync_entries_sent: u64,
+    /// Bytes of every sync message, as JSON frames.
+    pub sync_bytes: u64,
+    /// Rumour batches received, the entries they carried, and how many were new to the
+    /// receiver (the rest is the price of the epidemic's redundancy).
+    pub pushes_received: u64,
+    pub push_entries_received: u64,
+    pub push_entries_new: u64,
+    /// Sync messages and bytes sent by the node that sent the most, over the whole run.
+    pub busiest_sender: (u64, u64),
     /// The most (observer, live subject) pairs in `Suspect` seen at one sample: how much
     /// transient false suspicion the loss causes.
     pub max_suspected_live_pairs: u64,
+}
+
+/// Replicas of every application, by how many live nodes report them running.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    pub wanted: u64,
+    pub running_once: u64,
+    pub duplicated: u64,
+    pub missing: u64,
+}
+
+impl Coverage {
+    pub fn complete(&self) -> bool {
+        self.running_once == self.wanted
+    }
 }
 
 /// A live node declared `Down` by another node, as seen when the observer's member list
@@ -69,6 +93,10 @@ pub struct Outcome {
     pub replicas_converged_at: Option<Micros>,
     /// The first instant at which every live node saw every other live node as active.
     pub first_full_view_at: Option<Micros>,
+    /// With reports: how the replicas are reported at the end, and every instant at which
+    /// the cluster became settled (same state everywhere, every replica running once).
+    pub coverage: Coverage,
+    pub settled: Vec<Micros>,
     pub end: Micros,
 }
 
@@ -116,6 +144,32 @@ pub fn report(label: &str, scenario: &Scenario, outcome: &Outcome, elapsed: Dura
         s.sync_rounds,
         s.sync_rounds_in_sync,
     );
+    println!(
+        "  rumours: {} batches received carrying {} entries, {} new to their receiver; \
+         {:.1} MB of sync messages in all, busiest sender {} messages / {:.1} MB",
+        s.pushes_received,
+        s.push_entries_received,
+        s.push_entries_new,
+        s.sync_bytes as f64 / 1e6,
+        s.busiest_sender.0,
+        s.busiest_sender.1 as f64 / 1e6,
+    );
+    if scenario.reports {
+        let c = &outcome.coverage;
+        println!(
+            "  replicas: {} wanted, {} running on exactly one live node, {} duplicated, {} \
+             missing; settled at t = {:?} s",
+            c.wanted,
+            c.running_once,
+            c.duplicated,
+            c.missing,
+            outcome
+                .settled
+                .iter()
+                .map(|&t| seconds(t))
+                .collect::<Vec<_>>()
+        );
+    }
     if let Some((node, second)) = &s.busiest {
         println!(
             "  busiest: {node} served {} rounds in second {second} of the run",

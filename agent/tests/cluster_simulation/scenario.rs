@@ -15,7 +15,7 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 
 use crate::events::Event;
-use crate::virtual_time::{Micros, secs};
+use crate::virtual_time::{Micros, ms, secs};
 
 /// The seeds every node announces to, by index (the agent's `--seed` list).
 pub const SEEDS: [usize; 3] = [0, 1, 2];
@@ -45,6 +45,12 @@ pub struct Scenario {
     pub settle: Micros,
     /// Agents start at random instants within this long from the beginning.
     pub start_within: Micros,
+    /// Whether agents run and report the replicas they own (see `Sim::reconcile`).
+    pub reports: bool,
+    /// How often the simulator checks whether the cluster has converged.
+    pub sample_every: Micros,
+    /// Instead of the default applications: `(at, deploying node, app)`.
+    pub apps: Option<Vec<(Micros, usize, StoredApp)>>,
 }
 
 impl Scenario {
@@ -60,6 +66,37 @@ impl Scenario {
             crash_every: secs(2),
             settle: settle_time(nodes),
             start_within: secs(2),
+            reports: false,
+            sample_every: ms(250),
+            apps: None,
+        }
+    }
+
+    /// The scale scenario: `nodes` agents that run and report their replicas; a process
+    /// application of `base` replicas deployed at 5 s, a second of `burst` replicas all at
+    /// once at 30 s, then `crashes` agents crashing together at 60 s (a crash wave).
+    pub fn scale(nodes: usize, base: u32, burst: u32, crashes: usize, seed: u64) -> Self {
+        let app = |name: &str, replicas| StoredApp {
+            app: Application {
+                name: name.into(),
+                components: vec![process_component("worker", replicas, Placement::default())],
+                policies: vec![],
+            },
+            generation: 1,
+        };
+        Scenario {
+            deploy_at: secs(5),
+            redeploy_at: secs(30),
+            first_crash_at: secs(60),
+            crash_every: 0,
+            settle: secs(60),
+            reports: true,
+            sample_every: secs(1),
+            apps: Some(vec![
+                (secs(5), 0, app("fleet", base)),
+                (secs(30), 1, app("burst", burst)),
+            ]),
+            ..Scenario::new(nodes, 0.0, crashes, seed)
         }
     }
 
@@ -93,17 +130,26 @@ impl Scenario {
                 },
             )
         };
-        script.push(deploy(
-            self.deploy_at,
-            0,
-            batch_app(BATCH_REPLICAS_FIRST, 1),
-        ));
-        script.push(deploy(self.deploy_at, 0, edge_app()));
-        script.push(deploy(
-            self.redeploy_at,
-            1,
-            batch_app(BATCH_REPLICAS_SECOND, 2),
-        ));
+        match &self.apps {
+            Some(apps) => {
+                for (at, node, app) in apps {
+                    script.push(deploy(*at, *node, app.clone()));
+                }
+            }
+            None => {
+                script.push(deploy(
+                    self.deploy_at,
+                    0,
+                    batch_app(BATCH_REPLICAS_FIRST, 1),
+                ));
+                script.push(deploy(self.deploy_at, 0, edge_app()));
+                script.push(deploy(
+                    self.redeploy_at,
+                    1,
+                    batch_app(BATCH_REPLICAS_SECOND, 2),
+                ));
+            }
+        }
         // Victims are never seeds nor deployers, so the script itself stays meaningful.
         assert!(
             self.crashes + SEEDS.len() < self.nodes,

@@ -11,6 +11,7 @@ use std::collections::btree_map::Entry as Slot;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::digest::entry_hash;
 use super::hlc::Timestamp;
 
 /// One key's state: the value written at `version`, or `None` when that write was a delete.
@@ -45,10 +46,35 @@ impl<V> Entry<V> {
 
 /// Replicated map from names to versioned values. Serializes as a plain JSON object of
 /// entries, so the on-disk and on-wire forms are the same.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// Keeps its [`LwwMap::fingerprint`] up to date on every change (a sum of per-entry hashes,
+/// see [`super::digest`]), so comparing two replicas costs O(1) however large they grow.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "BTreeMap<String, Entry<V>>")]
+#[serde(bound(deserialize = "V: Deserialize<'de>"))]
 pub struct LwwMap<V> {
     entries: BTreeMap<String, Entry<V>>,
+    /// The sum of [`super::digest::entry_hash`] over the entries.
+    fingerprint: u64,
+}
+
+impl<V: Serialize> Serialize for LwwMap<V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.entries.serialize(serializer)
+    }
+}
+
+impl<V> From<BTreeMap<String, Entry<V>>> for LwwMap<V> {
+    fn from(entries: BTreeMap<String, Entry<V>>) -> Self {
+        let fingerprint = entries
+            .iter()
+            .map(|(key, entry)| entry_hash(key, &entry.version))
+            .fold(0u64, u64::wrapping_add);
+        LwwMap {
+            entries,
+            fingerprint,
+        }
+    }
 }
 
 /// Written by hand so that an empty map exists for any `V`, not only for `V: Default`.
@@ -56,6 +82,7 @@ impl<V> Default for LwwMap<V> {
     fn default() -> Self {
         Self {
             entries: BTreeMap::new(),
+            fingerprint: 0,
         }
     }
 }
@@ -113,9 +140,20 @@ impl<V> LwwMap<V> {
     /// replica drops it at about the same moment instead of gossiping it back to the others.
     pub fn expire_tombstones(&mut self, before_wall_ms: u64) -> usize {
         let stored = self.entries.len();
-        self.entries
-            .retain(|_, entry| !(entry.is_tombstone() && entry.version.wall_ms < before_wall_ms));
+        let fingerprint = &mut self.fingerprint;
+        self.entries.retain(|key, entry| {
+            let expired = entry.is_tombstone() && entry.version.wall_ms < before_wall_ms;
+            if expired {
+                *fingerprint = fingerprint.wrapping_sub(entry_hash(key, &entry.version));
+            }
+            !expired
+        });
         stored - self.entries.len()
+    }
+
+    /// See [`super::digest`]: the map's fingerprint, kept current on every change.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 }
 
@@ -145,15 +183,22 @@ impl<V: Clone + PartialEq + Serialize> LwwMap<V> {
     /// Values whose serialization is itself unstable (a `HashSet`'s order) can still settle
     /// differently on different replicas; nothing short of `V: Ord` would rule that out.
     pub fn merge_entry(&mut self, key: String, entry: Entry<V>) -> bool {
+        let incoming = entry_hash(&key, &entry.version);
         match self.entries.entry(key) {
             Slot::Vacant(slot) => {
                 slot.insert(entry);
+                self.fingerprint = self.fingerprint.wrapping_add(incoming);
                 true
             }
             Slot::Occupied(mut slot) => {
                 let replaces = supersedes(&entry, slot.get());
                 if replaces {
+                    let outgoing = entry_hash(slot.key(), &slot.get().version);
                     slot.insert(entry);
+                    self.fingerprint = self
+                        .fingerprint
+                        .wrapping_sub(outgoing)
+                        .wrapping_add(incoming);
                 }
                 replaces
             }
@@ -170,8 +215,7 @@ impl<V: Clone + PartialEq + Serialize> LwwMap<V> {
                 .get(key)
                 .is_none_or(|current| supersedes(incoming, current));
             if replaces {
-                self.entries.insert(key.clone(), incoming.clone());
-                changed = true;
+                changed |= self.merge_entry(key.clone(), incoming.clone());
             }
         }
         changed
