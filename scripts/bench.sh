@@ -6,9 +6,12 @@
 #   scripts/bench.sh simulate  wall time of the 50-node MLP simulation, 200 epochs: the paper's
 #                              protocol against the relay protocol in the same run, as a ratio
 #   scripts/bench.sh learner-cluster  10 learner replicas on a local cluster vs the simulator (tests/benches/learner.rs)
+#   scripts/bench.sh scale     the deterministic cluster simulation: a burst and a crash wave on
+#                              200 agents, rumours vs push-to-all in the same run, then 1,000
+#                              agents with 10,000 replicas (SIM_NODES sets the first size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bench="${1:?usage: scripts/bench.sh deploy|cluster|learner|simulate|learner-cluster}"
+bench="${1:?usage: scripts/bench.sh deploy|cluster|learner|simulate|learner-cluster|scale}"
 case "$bench" in
   learner)
     PYTORCH_PYTHON="$(bash scripts/pytorch-venv.sh | tail -n 1)"
@@ -34,6 +37,10 @@ case "$bench" in
     awk -v p="${total[paper]}" -v r="${total[relay]}" -v n="$runs" -v c="$(nproc)" 'BEGIN {
       printf "mean: paper %.1f s, relay %.1f s; paper / relay = %.2f (%d cores)\n", p / n, r / n, p / r, c
     }'
+    ;;
+  scale)
+    cargo test --release --locked -p agent --test cluster_simulation -- --ignored --nocapture \
+      --test-threads 1 bench_rumours_against_push_to_all thousand
     ;;
   *)
     cargo build --release --workspace --bins

@@ -200,7 +200,7 @@ impl Sim {
             Event::Deploy { node, app } => {
                 let wall = self.wall_ms(node);
                 let updates = self.nodes[node].replica.put_app(*app, wall);
-                self.learned(node, updates);
+                self.learned(node, updates, true);
             }
             Event::Spread { node } => self.spread(node),
             Event::Reconcile { node } => self.reconcile(node),
@@ -216,7 +216,7 @@ impl Sim {
         let wall = self.wall_ms(node);
         // Alone, the node has nobody to tell its record yet: the rumour waits for members.
         let record = self.nodes[node].replica.put_node(node_record(node), wall);
-        self.learned(node, record);
+        self.learned(node, record, true);
         self.announce_to_seeds(node);
         // The loops start with the process; their first round comes one period later.
         self.schedule(self.now + REANNOUNCE, Event::Reannounce { node });
@@ -309,12 +309,23 @@ impl Sim {
 
     /// `Node::spread`: changes this node learned become rumours, and its reconciler wakes
     /// when the applications changed.
-    fn learned(&mut self, node: usize, updates: Updates) {
+    fn learned(&mut self, node: usize, updates: Updates, local: bool) {
         if updates.is_empty() {
             return;
         }
         if !updates.apps.is_empty() || !updates.nodes.is_empty() {
             self.wake_reconciler(node);
+        }
+        if self.scenario.push_to_all {
+            // The baseline: the writer pushes each change at once to every active member,
+            // and nobody passes on what it receives.
+            if local {
+                for peer in self.active_peers(node) {
+                    let updates = updates.clone();
+                    self.send_sync(node, peer, SyncMessage::Push { updates });
+                }
+            }
+            return;
         }
         let members = self.active_peers(node).len();
         self.nodes[node].rumours.offer(updates, members);
@@ -419,7 +430,7 @@ impl Sim {
             sim_node.reconcile_due = true;
             self.schedule(self.now + STARTUP, Event::Reconcile { node });
         }
-        self.learned(node, updates);
+        self.learned(node, updates, true);
     }
 
     fn send_sync(&mut self, from: usize, to: usize, message: SyncMessage) {
@@ -527,7 +538,7 @@ impl Sim {
                 let changed = replica.merge(updates, wall);
                 self.stats.push_entries_new += changed.len() as u64;
                 // `sync::merge`: what is new here is passed on.
-                self.learned(to, changed);
+                self.learned(to, changed, false);
                 None
             }
             SyncMessage::Members { .. } => unreachable!("member lists are handled above"),

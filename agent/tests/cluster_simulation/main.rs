@@ -260,3 +260,61 @@ fn check_scale(scenario: &Scenario, outcome: &Outcome) {
         "the busiest agent sent {messages} messages in {run_seconds} s"
     );
 }
+
+/// The benchmark of `scripts/bench.sh scale`: the same burst and crash wave with rumours and
+/// with the push-to-every-member dissemination they replaced, in one run, as ratios.
+#[test]
+#[ignore = "benchmark, release build: scripts/bench.sh scale"]
+fn bench_rumours_against_push_to_all() {
+    let nodes = std::env::var("SIM_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let replicas = 10 * nodes as u32;
+    let mut results = Vec::new();
+    for push_to_all in [true, false] {
+        let mut scenario = Scenario::scale(nodes, replicas * 4 / 5, replicas / 5, nodes / 10, 1);
+        scenario.push_to_all = push_to_all;
+        let label = if push_to_all {
+            "push to all"
+        } else {
+            "rumours"
+        };
+        let outcome = run(&scenario, label);
+        let s = &outcome.stats;
+        let burst_settled = outcome
+            .settled
+            .iter()
+            .find(|&&t| t > scenario.redeploy_at)
+            .map(|&t| seconds(t - scenario.redeploy_at));
+        results.push((
+            label,
+            s.sync_sent,
+            s.sync_bytes,
+            s.busiest_sender,
+            burst_settled,
+        ));
+    }
+    println!(
+        "\n{nodes} agents, {} replicas, {} crash at once:",
+        replicas,
+        nodes / 10
+    );
+    for (label, messages, bytes, busiest, settled) in &results {
+        println!(
+            "  {label:<12} {messages:>9} sync messages, {:>8.1} MB; busiest agent {} messages, \
+             {:.1} MB; burst settled after {settled:?} s",
+            *bytes as f64 / 1e6,
+            busiest.0,
+            busiest.1 as f64 / 1e6,
+        );
+    }
+    let (_, m0, b0, w0, _) = results[0];
+    let (_, m1, b1, w1, _) = results[1];
+    println!(
+        "  rumours / push to all: messages {:.2}, bytes {:.2}, busiest agent's messages {:.2}",
+        m1 as f64 / m0 as f64,
+        b1 as f64 / b0 as f64,
+        w1.0 as f64 / w0.0 as f64
+    );
+}

@@ -47,6 +47,9 @@ pub struct Scenario {
     pub start_within: Micros,
     /// Whether agents run and report the replicas they own (see `Sim::reconcile`).
     pub reports: bool,
+    /// The dissemination before rumours, as a baseline: every local write pushed at once to
+    /// every active member.
+    pub push_to_all: bool,
     /// How often the simulator checks whether the cluster has converged.
     pub sample_every: Micros,
     /// Instead of the default applications: `(at, deploying node, app)`.
@@ -67,6 +70,7 @@ impl Scenario {
             settle: settle_time(nodes),
             start_within: secs(2),
             reports: false,
+            push_to_all: false,
             sample_every: ms(250),
             apps: None,
         }
