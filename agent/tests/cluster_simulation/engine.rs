@@ -55,6 +55,10 @@ struct SimNode {
     served: (u64, u64),
     /// When this node last swapped member lists (`Node::may_swap_member_lists`).
     last_member_lists: Option<Micros>,
+    /// The active peers, kept until the member list next changes (foca flags every change of
+    /// the active set: a join, a death, a rename), so a 1,000-agent run does not rebuild
+    /// member lists every round.
+    active: Option<Vec<usize>>,
     /// Lifeguard's local health multiplier (`gossip::Shell::health`).
     health: LocalHealth,
     /// The changes this node is spreading (`Node::rumours`).
@@ -114,6 +118,7 @@ impl Sim {
                     synced: BTreeSet::new(),
                     served: (0, 0),
                     last_member_lists: None,
+                    active: None,
                     health: LocalHealth::default(),
                     rumours: Dissemination::default(),
                     sent: (0, 0),
@@ -293,6 +298,9 @@ impl Sim {
 
     /// The node indices of the members `node` considers alive or suspect, in name order.
     fn active_peers(&mut self, node: usize) -> Vec<usize> {
+        if let Some(active) = &self.nodes[node].active {
+            return active.clone();
+        }
         let members = self.nodes[node].membership.members();
         let mut peers = Vec::with_capacity(members.len());
         for (id, liveness) in members.values() {
@@ -304,6 +312,7 @@ impl Sim {
                 None => self.stats.swim_unroutable += 1,
             }
         }
+        self.nodes[node].active = Some(peers.clone());
         peers
     }
 
@@ -603,6 +612,9 @@ impl Sim {
                 ),
                 None => self.stats.swim_lost += 1,
             }
+        }
+        if effects.changed {
+            self.nodes[node].active = None;
         }
         // `gossip::Shell`'s Lifeguard: failed probes raise this node's health score, acks
         // lower it, and the failure detector's timers stretch by 1 + score. (Virtual timers
