@@ -1,0 +1,199 @@
+//! What the agents run and how they tell each other: changes become rumours (`Node::spread`,
+//! `sync::spread`), and each agent's reconciler runs and reports the replicas it owns.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+
+use agent::api::WorkloadState;
+use agent::cluster::replication::{Updates, WorkloadRecord, workload_key};
+use orchestrator::WorkloadId;
+
+use super::{RECONCILE_MIN_GAP, SPREAD_ROUND, STARTUP, Sim};
+use crate::events::{Event, SyncMessage};
+use crate::outcome::Coverage;
+
+impl Sim {
+    /// `Node::spread`: changes this node learned become rumours, and its reconciler wakes
+    /// when the applications changed.
+    pub(super) fn learned(&mut self, node: usize, updates: Updates, local: bool) {
+        if updates.is_empty() {
+            return;
+        }
+        if !updates.apps.is_empty() || !updates.nodes.is_empty() {
+            self.wake_reconciler(node);
+        }
+        if self.scenario.push_to_all {
+            // The baseline: the writer pushes each change at once to every active member,
+            // and nobody passes on what it receives.
+            if local {
+                for peer in self.active_peers(node) {
+                    let updates = updates.clone();
+                    self.send_sync(node, peer, SyncMessage::Push { updates });
+                }
+            }
+            return;
+        }
+        let members = self.active_peers(node).len();
+        self.nodes[node].rumours.offer(updates, members);
+    }
+
+    /// `sync::spread`: one round of rumours to a few random members.
+    pub(super) fn spread(&mut self, node: usize) {
+        if self.nodes[node].crashed {
+            return;
+        }
+        self.schedule(self.now + SPREAD_ROUND, Event::Spread { node });
+        if self.nodes[node].rumours.pending() == 0 {
+            return;
+        }
+        let peers = self.active_peers(node);
+        let addrs: Vec<SocketAddr> = peers.iter().map(|&p| self.nodes[p].addr).collect();
+        let Some(round) = self.nodes[node].rumours.round(&addrs, &mut self.rng) else {
+            return;
+        };
+        for target in round.targets {
+            let to = self.by_addr[&target];
+            let updates = round.updates.clone();
+            self.send_sync(node, to, SyncMessage::Push { updates });
+        }
+    }
+
+    pub(super) fn wake_reconciler(&mut self, node: usize) {
+        if self.scenario.reports && !self.nodes[node].reconcile_due {
+            self.nodes[node].reconcile_due = true;
+            self.schedule(self.now + RECONCILE_MIN_GAP, Event::Reconcile { node });
+        }
+    }
+
+    /// The reconciler, as far as the cluster sees it: the node runs the replicas it owns and
+    /// reports their state (`pending`, then `running` after [`STARTUP`]), and removes the
+    /// reports of replicas it no longer owns. Ownership is consistent hashing over the node's
+    /// own view of the active members, a stand-in for the plan (whose agreement the other
+    /// tests check) that costs `replicas x log members` instead of a plan per node per wake.
+    pub(super) fn reconcile(&mut self, node: usize) {
+        self.nodes[node].reconcile_due = false;
+        if self.nodes[node].crashed {
+            return;
+        }
+        let mut members: Vec<usize> = self.active_peers(node);
+        members.push(node);
+        let ring = Ring::new(members.iter().map(|&m| self.nodes[m].name.as_str()));
+        let me = self.nodes[node].name.clone();
+        let owned: BTreeSet<WorkloadId> = self.nodes[node]
+            .replica
+            .apps
+            .iter()
+            .flat_map(|(_, stored)| {
+                stored.app.components.iter().flat_map(move |c| {
+                    (0..c.replicas).map(move |replica| WorkloadId {
+                        app: stored.app.name.clone(),
+                        component: c.name.clone(),
+                        replica,
+                    })
+                })
+            })
+            .filter(|id| ring.owner(&id.to_string()) == me)
+            .collect();
+        let wall = self.wall_ms(node);
+        let sim_node = &mut self.nodes[node];
+        let mut updates = Updates::default();
+        let gone: Vec<WorkloadId> = sim_node
+            .runs
+            .keys()
+            .filter(|id| !owned.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            sim_node.runs.remove(&id);
+            updates.extend(
+                sim_node
+                    .replica
+                    .delete_workload(&workload_key(&id, &me), wall),
+            );
+        }
+        let mut starting = false;
+        for id in owned {
+            let state = match sim_node.runs.get(&id) {
+                None => WorkloadState::Pending,
+                Some(WorkloadState::Pending) => WorkloadState::Running,
+                Some(_) => continue,
+            };
+            starting |= state == WorkloadState::Pending;
+            sim_node.runs.insert(id.clone(), state);
+            let record = WorkloadRecord {
+                id,
+                node: me.clone(),
+                state,
+                restarts: 0,
+                message: String::new(),
+                pid: None,
+                fingerprint: 1,
+                learner: None,
+            };
+            updates.extend(sim_node.replica.put_workload(record, wall));
+        }
+        if starting {
+            sim_node.reconcile_due = true;
+            self.schedule(self.now + STARTUP, Event::Reconcile { node });
+        }
+        self.learned(node, updates, true);
+    }
+
+    /// How the replicas of every application are reported, as the first live node sees it:
+    /// each should be `running` on exactly one live node.
+    pub(super) fn coverage(&self) -> Coverage {
+        let Some(observer) = self.nodes.iter().find(|n| !n.crashed) else {
+            return Coverage::default();
+        };
+        let live = self.live_names();
+        let mut running: HashMap<&WorkloadId, usize> = HashMap::new();
+        for (_, record) in observer.replica.workloads.iter() {
+            if record.state == WorkloadState::Running && live.contains(record.node.as_str()) {
+                *running.entry(&record.id).or_default() += 1;
+            }
+        }
+        let mut coverage = Coverage::default();
+        for (_, stored) in observer.replica.apps.iter() {
+            for component in &stored.app.components {
+                for replica in 0..component.replicas {
+                    let id = WorkloadId {
+                        app: stored.app.name.clone(),
+                        component: component.name.clone(),
+                        replica,
+                    };
+                    coverage.wanted += 1;
+                    match running.get(&id).copied().unwrap_or(0) {
+                        0 => coverage.missing += 1,
+                        1 => coverage.running_once += 1,
+                        _ => coverage.duplicated += 1,
+                    }
+                }
+            }
+        }
+        coverage
+    }
+}
+
+/// Consistent hashing over member names, 16 points per member: who owns a replica in
+/// [`Sim::reconcile`]. A member's death moves only its own replicas.
+struct Ring(Vec<(u64, String)>);
+
+impl Ring {
+    fn new<'a>(members: impl Iterator<Item = &'a str>) -> Self {
+        let mut points: Vec<(u64, String)> = members
+            .flat_map(|m| (0..16u8).map(move |v| (hash(&[m.as_bytes(), &[v]]), m.to_string())))
+            .collect();
+        points.sort();
+        Ring(points)
+    }
+
+    fn owner(&self, key: &str) -> &str {
+        let h = hash(&[key.as_bytes()]);
+        let i = self.0.partition_point(|(p, _)| *p < h) % self.0.len();
+        &self.0[i].1
+    }
+}
+
+fn hash(parts: &[&[u8]]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(&parts.concat())
+}
