@@ -6,12 +6,14 @@
 #   scripts/bench.sh simulate  wall time of the 50-node MLP simulation, 200 epochs: the paper's
 #                              protocol against the relay protocol in the same run, as a ratio
 #   scripts/bench.sh learner-cluster  10 learner replicas on a local cluster vs the simulator (tests/benches/learner.rs)
+#   scripts/bench.sh burst     10 process components x 50 replicas deployed at once on 10, then 50
+#                              real agents on this machine (tests/benches/burst.rs)
 #   scripts/bench.sh scale     the deterministic cluster simulation: a burst and a crash wave on
 #                              200 agents, rumours vs push-to-all in the same run, then 1,000
 #                              agents with 10,000 replicas (SIM_NODES sets the first size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bench="${1:?usage: scripts/bench.sh deploy|cluster|learner|simulate|learner-cluster|scale}"
+bench="${1:?usage: scripts/bench.sh deploy|cluster|learner|simulate|learner-cluster|burst|scale}"
 case "$bench" in
   learner)
     PYTORCH_PYTHON="$(bash scripts/pytorch-venv.sh | tail -n 1)"
@@ -40,7 +42,7 @@ case "$bench" in
     ;;
   scale)
     cargo test --release --locked -p agent --test cluster_simulation -- --ignored --nocapture \
-      --test-threads 1 bench_rumours_against_push_to_all thousand
+      --test-threads 1 bench_per_update_work bench_rumours_against_push_to_all thousand
     ;;
   *)
     cargo build --release --workspace --bins

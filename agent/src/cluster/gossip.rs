@@ -1,5 +1,6 @@
 //! The async shell around [`Membership`]: it moves packets and timer events in and out of the
-//! state machine and publishes the member list. It decides nothing itself.
+//! state machine and publishes the member list. It decides nothing itself, and runs on a
+//! thread of its own (see [`Gossip::spawn`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -59,7 +60,20 @@ impl Gossip {
             health: LocalHealth::default(),
             timers: mpsc::unbounded_channel(),
         };
-        tokio::spawn(shell.run(inbound, join_rx, leave_rx, apply_rx));
+        // The failure detector gets a thread and an event loop of its own, so its timers
+        // and packets keep their deadlines while reconciling, merging and serving keep the
+        // agent's main runtime busy (a burst). What it sends goes out through quinn, whose
+        // connections can be driven from any runtime.
+        std::thread::Builder::new()
+            .name("membership".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("membership runtime");
+                runtime.block_on(shell.run(inbound, join_rx, leave_rx, apply_rx));
+            })
+            .expect("membership thread");
         Gossip {
             join,
             leave,

@@ -318,3 +318,75 @@ fn bench_rumours_against_push_to_all() {
         w1.0 as f64 / w0.0 as f64
     );
 }
+
+/// The cost model behind "bounded work per received batch": what merging one rumour batch costs
+/// an agent as its replicated state grows from 1,000 to 100,000 workload records. The merge
+/// and the fingerprint an anti-entropy round compares should stay flat per entry (a map lookup
+/// and a kept sum); a full digest, which only a disagreeing round needs, grows with the state
+/// and is printed beside them for contrast.
+#[test]
+#[ignore = "benchmark, release build: scripts/bench.sh scale"]
+fn bench_per_update_work_as_the_state_grows() {
+    use agent::api::WorkloadState;
+    use agent::cluster::replication::{Replica, WorkloadRecord};
+    use orchestrator::WorkloadId;
+    use std::time::Instant;
+
+    let record = |replica: u32, restarts: u32| WorkloadRecord {
+        id: WorkloadId {
+            app: "fleet".into(),
+            component: "worker".into(),
+            replica,
+        },
+        node: "node-001".into(),
+        state: WorkloadState::Running,
+        restarts,
+        message: String::new(),
+        pid: None,
+        fingerprint: 1,
+        learner: None,
+    };
+    let batch = 100u32;
+    let batches = 200u32;
+    let mut per_entry = Vec::new();
+    for size in [1_000u32, 10_000, 100_000] {
+        let mut writer = Replica::new("node-001");
+        let mut reader = Replica::new("node-002");
+        for i in 0..size {
+            let updates = writer.put_workload(record(i, 0), 1_000);
+            reader.merge(updates, 1_000);
+        }
+        // Rumour batches of changed records, as a burst of status reports brings them.
+        let pending: Vec<_> = (0..batches)
+            .map(|b| {
+                let mut updates = agent::cluster::replication::Updates::default();
+                for k in 0..batch {
+                    let i = (b * batch + k) % size;
+                    updates.extend(writer.put_workload(record(i, b + 1), 2_000));
+                }
+                updates
+            })
+            .collect();
+        let start = Instant::now();
+        let mut sum = 0u64;
+        for updates in pending {
+            reader.merge(updates, 2_000);
+            sum = sum.wrapping_add(reader.fingerprint());
+        }
+        let merge_ns = start.elapsed().as_nanos() as f64 / f64::from(batch * batches);
+        let start = Instant::now();
+        let digest = reader.digest();
+        let digest_ms = start.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(reader.fingerprint(), writer.fingerprint(), "{sum}");
+        println!(
+            "{size:>7} records: merge + fingerprint {merge_ns:>7.0} ns per received entry; \
+             a full digest {digest_ms:.2} ms ({} keys)",
+            digest.workloads.0.len()
+        );
+        per_entry.push(merge_ns);
+    }
+    println!(
+        "per-entry work at 100,000 records / at 1,000: {:.2}",
+        per_entry[2] / per_entry[0]
+    );
+}
