@@ -110,6 +110,11 @@ pub enum Response {
     /// End of a finite log answer.
     LogEnd,
     Ack,
+    /// The answer to a push: for each entry, in the push's order, whether this agent already
+    /// had it (see [`crate::cluster::dissemination`]'s feedback).
+    Pushed {
+        known: Vec<bool>,
+    },
     InSync {
         in_sync: bool,
         #[serde(default = "yes")]

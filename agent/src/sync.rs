@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::api::{Request, Response};
+use crate::cluster::dissemination::known_entries;
 use crate::cluster::replication::Updates;
 use crate::logs::now_ms;
 use crate::node::Node;
@@ -65,12 +66,19 @@ pub async fn spread(node: Arc<Node>) {
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 break;
             };
-            let peers = node.peers.clone();
             let request = request.clone();
+            let node = node.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                if let Err(e) = peers.request(target, &request).await {
-                    tracing::debug!(%target, "push: {e}");
+                match node.peers.request(target, &request).await {
+                    Ok(Response::Pushed { known }) => {
+                        if let Request::Push { updates } = request.as_ref() {
+                            let mut rumours = node.rumours.lock().expect("rumours lock");
+                            rumours.feedback(updates, &known);
+                        }
+                    }
+                    Ok(other) => tracing::debug!(%target, "push answered {other:?}"),
+                    Err(e) => tracing::debug!(%target, "push: {e}"),
                 }
             });
         }
@@ -214,14 +222,16 @@ pub fn answer(node: &Node, request: Request) -> Response {
 }
 
 fn merge(node: &Node, updates: Updates) -> Response {
+    let received = updates.clone();
     match node.state.merge(updates, now_ms()) {
         Ok(changed) => {
+            let known = known_entries(&received, &changed);
             if !changed.is_empty() {
                 node.wake();
                 // New to us, so probably to others: pass it on.
                 node.spread(changed);
             }
-            Response::Ack
+            Response::Pushed { known }
         }
         Err(e) => Response::Error {
             kind: crate::api::ErrorKind::Internal,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 
 use agent::api::WorkloadState;
-use agent::cluster::dissemination::Dissemination;
+use agent::cluster::dissemination::{Dissemination, known_entries};
 use agent::cluster::health::LocalHealth;
 use agent::cluster::membership::{Effects, Liveness, Membership, MembershipError, NodeId, Timings};
 use agent::cluster::replication::Replica;
@@ -37,7 +37,7 @@ const STARTUP: Micros = ms(500);
 const ANTI_ENTROPY_PERIOD: Micros = secs(2);
 
 /// `sync::MEMBER_LISTS_EVERY`: at most one member-list swap per agent this often.
-const MEMBER_LISTS_EVERY: Micros = secs(10);
+const MEMBER_LISTS_EVERY: Micros = secs(3);
 
 struct SimNode {
     name: String,
@@ -420,10 +420,24 @@ impl Sim {
             SyncMessage::Push { updates } => {
                 self.stats.pushes_received += 1;
                 self.stats.push_entries_received += updates.len() as u64;
+                let received = updates.clone();
                 let changed = replica.merge(updates, wall);
                 self.stats.push_entries_new += changed.len() as u64;
-                // `sync::merge`: what is new here is passed on.
+                // `sync::merge`: say which entries were known (the old agent's plain
+                // acknowledgement in the baseline), and pass on what is new here.
+                let known = if self.scenario.push_to_all {
+                    Vec::new()
+                } else {
+                    known_entries(&received, &changed)
+                };
                 self.learned(to, changed, false);
+                Some(SyncMessage::Pushed {
+                    sent: received,
+                    known,
+                })
+            }
+            SyncMessage::Pushed { sent, known } => {
+                self.nodes[to].rumours.feedback(&sent, &known);
                 None
             }
             SyncMessage::Members { .. } => unreachable!("member lists are handled above"),

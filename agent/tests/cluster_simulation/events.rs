@@ -37,6 +37,13 @@ pub enum SyncMessage {
     Push {
         updates: Updates,
     },
+    /// The answer to a push: which of its entries the receiver already had. `sent` rides
+    /// along only because the simulator has no pending request to look it up in; it is not
+    /// counted as bytes.
+    Pushed {
+        sent: Updates,
+        known: Vec<bool>,
+    },
 }
 
 impl SyncMessage {
@@ -59,6 +66,7 @@ impl SyncMessage {
                 serde_json::to_writer(&mut count, &(updates, wanted))
             }
             SyncMessage::Push { updates } => serde_json::to_writer(&mut count, updates),
+            SyncMessage::Pushed { known, .. } => serde_json::to_writer(&mut count, known),
         };
         written.expect("sync messages serialise");
         count.0 + 4
