@@ -303,10 +303,11 @@ fn bench_rumours_against_push_to_all() {
     for (label, messages, bytes, busiest, settled) in &results {
         println!(
             "  {label:<12} {messages:>9} sync messages, {:>8.1} MB; busiest agent {} messages, \
-             {:.1} MB; burst settled after {settled:?} s",
+             {:.1} MB; burst settled after {}",
             *bytes as f64 / 1e6,
             busiest.0,
             busiest.1 as f64 / 1e6,
+            settled.map_or("never".to_string(), |s| format!("{s:.1} s")),
         );
     }
     let (_, m0, b0, w0, _) = results[0];
