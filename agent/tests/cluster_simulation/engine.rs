@@ -61,6 +61,8 @@ struct SimNode {
     /// the active set: a join, a death, a rename), so a 1,000-agent run does not rebuild
     /// member lists every round.
     active: Option<Vec<usize>>,
+    /// The ownership ring over those peers and itself, kept as long as `active` is.
+    ring: Option<std::rc::Rc<reports::Ring>>,
     /// Lifeguard's local health multiplier (`gossip::Shell::health`).
     health: LocalHealth,
     /// The changes this node is spreading (`Node::rumours`).
@@ -121,6 +123,7 @@ impl Sim {
                     served: (0, 0),
                     last_member_lists: None,
                     active: None,
+                    ring: None,
                     health: LocalHealth::default(),
                     rumours: Dissemination::default(),
                     sent: (0, 0),
@@ -505,6 +508,7 @@ impl Sim {
         }
         if effects.changed {
             self.nodes[node].active = None;
+            self.nodes[node].ring = None;
         }
         // `gossip::Shell`'s Lifeguard: failed probes raise this node's health score, acks
         // lower it, and the failure detector's timers stretch by 1 + score. (Virtual timers

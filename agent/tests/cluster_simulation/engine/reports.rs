@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use agent::api::WorkloadState;
 use agent::cluster::replication::{Updates, WorkloadRecord, workload_key};
@@ -75,9 +76,18 @@ impl Sim {
         if self.nodes[node].crashed {
             return;
         }
-        let mut members: Vec<usize> = self.active_peers(node);
-        members.push(node);
-        let ring = Ring::new(members.iter().map(|&m| self.nodes[m].name.as_str()));
+        let ring = match &self.nodes[node].ring {
+            Some(ring) => Rc::clone(ring),
+            None => {
+                let mut members: Vec<usize> = self.active_peers(node);
+                members.push(node);
+                let ring = Rc::new(Ring::new(
+                    members.iter().map(|&m| self.nodes[m].name.as_str()),
+                ));
+                self.nodes[node].ring = Some(Rc::clone(&ring));
+                ring
+            }
+        };
         let me = self.nodes[node].name.clone();
         let owned: BTreeSet<WorkloadId> = self.nodes[node]
             .replica
@@ -175,8 +185,9 @@ impl Sim {
 }
 
 /// Consistent hashing over member names, 16 points per member: who owns a replica in
-/// [`Sim::reconcile`]. A member's death moves only its own replicas.
-struct Ring(Vec<(u64, String)>);
+/// [`Sim::reconcile`]. A member's death moves only its own replicas. Kept per node, like
+/// its active peers, until its member list changes.
+pub(super) struct Ring(Vec<(u64, String)>);
 
 impl Ring {
     fn new<'a>(members: impl Iterator<Item = &'a str>) -> Self {
