@@ -17,8 +17,12 @@ fi
 model="$1" sizes="$2" methods="$3" seeds="$4" out="$5"
 shift 5
 
-cargo build --release --locked --bins
-gossipctl=target/release/gossipctl
+if [ -n "${GOSSIPCTL:-}" ]; then
+  gossipctl="$GOSSIPCTL"
+else
+  cargo build --release --locked --bins
+  gossipctl=target/release/gossipctl
+fi
 
 for seed in ${seeds//,/ }; do
   for nodes in ${sizes//,/ }; do
