@@ -60,7 +60,8 @@ struct Args {
     /// How long a probe waits for an answer before asking others to probe indirectly.
     #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
     probe_timeout: Duration,
-    /// How long a suspected member has to refute before it is declared dead.
+    /// How long a suspected member has to refute before it is declared dead, once another
+    /// member confirms the suspicion; six times as long while nobody does (Lifeguard).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     suspect_timeout: Duration,
     /// The `gossip-learner` program that runs learner replicas. Defaults to the one beside
@@ -149,6 +150,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         probe_period: args.probe_period,
         probe_rtt: args.probe_timeout,
         suspect_to_down: args.suspect_timeout,
+        ..Timings::default()
     };
     let membership = Membership::new(me, timings, incarnation);
     let gossip = Gossip::spawn(membership, peers.clone(), inbound, wake.clone());

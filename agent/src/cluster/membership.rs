@@ -8,16 +8,21 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use foca::{
-    AccumulatingRuntime, Codec, Config, Foca, Identity, OwnedNotification, PostcardCodec, State,
-    Timer,
+    AccumulatingRuntime, BroadcastHandler, Codec, Config, Foca, Identity, Invalidates,
+    OwnedNotification, PostcardCodec, State, Timer,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
+
+use crate::cluster::suspicion::{
+    MAX_TIMEOUT_MULTIPLIER, SuspicionNote, SuspicionTimeouts, Suspicions, Verdict,
+};
 
 /// QUIC datagrams carry about 1.1-1.2 kB; SWIM packets must fit in one.
 pub const MAX_PACKET_BYTES: usize = 1100;
@@ -51,13 +56,19 @@ impl Identity for NodeId {
     }
 }
 
-/// Failure-detector timings. The defaults suit a LAN: a crashed node is declared dead in about
-/// 3-4 s, and indirect probes through 3 members keep 5% packet loss from killing anyone.
+/// Failure-detector timings. The defaults suit a LAN: indirect probes through 3 members keep
+/// 5% packet loss from killing anyone, and a crashed node is declared dead about 3-6 s after
+/// it stops (`suspect_to_down` after the probes that independently confirm it, see
+/// [`crate::cluster::suspicion`]; a suspicion nobody else confirms lasts six times as long).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timings {
     pub probe_period: Duration,
     pub probe_rtt: Duration,
+    /// The shortest suspicion: after an independent confirmation.
     pub suspect_to_down: Duration,
+    /// An unconfirmed suspicion lasts this many times `suspect_to_down` (1: no dynamic
+    /// suspicion, every suspicion lasts `suspect_to_down`).
+    pub unconfirmed_multiplier: u32,
 }
 
 impl Default for Timings {
@@ -66,6 +77,7 @@ impl Default for Timings {
             probe_period: Duration::from_millis(1000),
             probe_rtt: Duration::from_millis(300),
             suspect_to_down: Duration::from_millis(2000),
+            unconfirmed_multiplier: MAX_TIMEOUT_MULTIPLIER,
         }
     }
 }
@@ -77,6 +89,8 @@ pub struct Effects {
     pub timers: Vec<(Duration, Timer<NodeId>)>,
     /// Whether the member list changed (someone joined, was declared down, or renamed).
     pub changed: bool,
+    /// The members this step declared down (by us or as we learned it).
+    pub down: Vec<NodeId>,
     /// Probe cycles that ended without an ack, and acks received for our probes: the
     /// evidence [`crate::cluster::health`] weighs.
     pub probes_failed: u32,
@@ -118,8 +132,54 @@ impl From<foca::Error> for MembershipError {
 }
 
 pub struct Membership {
-    foca: Foca<NodeId, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
+    foca: Foca<NodeId, PostcardCodec, StdRng, Notes>,
     runtime: AccumulatingRuntime<NodeId>,
+    /// Lifeguard's dynamic suspicion, shared with the broadcast handler that collects the
+    /// other members' notes.
+    suspicions: Arc<Mutex<Suspicions>>,
+    /// How long each of our running suspicion timers was set for.
+    waiting: BTreeMap<(String, u16), Duration>,
+}
+
+/// foca's custom broadcasts carry [`SuspicionNote`]s: a note is passed on (foca retransmits it
+/// like a membership update) only the first time this member hears it.
+pub struct Notes(Arc<Mutex<Suspicions>>);
+
+/// A custom broadcast that is not a suspicion note.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed suspicion note: {0}")]
+pub struct NoteError(String);
+
+/// A note in foca's retransmission backlog; an identical note replaces it.
+pub struct NoteKey(SuspicionNote);
+
+impl Invalidates for NoteKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl BroadcastHandler<NodeId> for Notes {
+    type Key = NoteKey;
+    type Error = NoteError;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&NodeId>,
+    ) -> Result<Option<NoteKey>, NoteError> {
+        let note: SuspicionNote =
+            postcard::from_bytes(data).map_err(|e| NoteError(e.to_string()))?;
+        // `sender` is none for our own notes, which always go out.
+        let news = sender.is_none() || lock(&self.0).confirm(&note);
+        Ok(news.then_some(NoteKey(note)))
+    }
+}
+
+fn lock(suspicions: &Mutex<Suspicions>) -> std::sync::MutexGuard<'_, Suspicions> {
+    // The lock is never held across a call that could panic midway; a poisoned one still
+    // holds consistent data.
+    suspicions.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Membership {
@@ -148,10 +208,25 @@ impl Membership {
         });
         // Remember the dead long enough to tell them so if they come back, then forget them.
         config.remove_down_after = Some(Duration::from_secs(15 * 60));
-        let foca = Foca::new(me, config, StdRng::seed_from_u64(seed), PostcardCodec);
+        let suspicions = Arc::new(Mutex::new(Suspicions::new(
+            &me.name,
+            SuspicionTimeouts {
+                max: timings.suspect_to_down * timings.unconfirmed_multiplier.max(1),
+                ..SuspicionTimeouts::around(timings.suspect_to_down)
+            },
+        )));
+        let foca = Foca::with_custom_broadcast(
+            me,
+            config,
+            StdRng::seed_from_u64(seed),
+            PostcardCodec,
+            Notes(suspicions.clone()),
+        );
         Membership {
             foca,
             runtime: AccumulatingRuntime::new(),
+            suspicions,
+            waiting: BTreeMap::new(),
         }
     }
 
@@ -191,8 +266,45 @@ impl Membership {
     }
 
     pub fn handle_timer(&mut self, timer: Timer<NodeId>) -> Result<Effects, MembershipError> {
+        if let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = &timer
+        {
+            let key = (member_id.name.clone(), *incarnation);
+            let waited = self
+                .waiting
+                .remove(&key)
+                .unwrap_or(lock(&self.suspicions).timeouts().min);
+            // Refuted (a newer incarnation), already down, or gone: nothing to decide. (foca
+            // would otherwise still send the member a `TurnUndead`.)
+            let still_suspect = self.foca.iter_membership_state().any(|m| {
+                m.id() == member_id
+                    && m.state() == State::Suspect
+                    && m.incarnation() == *incarnation
+            });
+            if !still_suspect {
+                return Ok(Effects::default());
+            }
+            let members = self.foca.num_members();
+            let verdict = lock(&self.suspicions).fired(&key.0, key.1, waited, members);
+            if let Verdict::Wait(next) = verdict {
+                self.waiting.insert(key, next);
+                return Ok(Effects {
+                    timers: vec![(next, timer)],
+                    ..Effects::default()
+                });
+            }
+        }
         self.foca.handle_timer(timer, &mut self.runtime)?;
         Ok(self.drain())
+    }
+
+    /// Independent confirmations this member holds for the suspicion of `member` at SWIM
+    /// incarnation `incarnation`.
+    pub fn confirmations(&self, member: &str, incarnation: u16) -> usize {
+        lock(&self.suspicions).confirmations(member, incarnation)
     }
 
     /// Tells the cluster we are leaving, so peers mark us down at once instead of suspecting.
@@ -285,20 +397,61 @@ impl Membership {
         self.foca.num_members()
     }
 
+    fn suspicion_over(&mut self, member: &str) {
+        lock(&self.suspicions).forget(member);
+        self.waiting.retain(|(name, _), _| name != member);
+    }
+
     fn drain(&mut self) -> Effects {
         let mut effects = Effects::default();
         while let Some((to, data)) = self.runtime.to_send() {
             effects.send.push((to.addr, data));
         }
-        while let Some(timer) = self.runtime.to_schedule() {
-            effects.timers.push(timer);
+        let mut notes = Vec::new();
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            // foca suspects a member after our own probes of it failed: start Lifeguard's
+            // dynamic suspicion and tell the others, whose own failed probes confirm it.
+            if let Timer::ChangeSuspectToDown {
+                member_id,
+                incarnation,
+                ..
+            } = &timer
+            {
+                let key = (member_id.name.clone(), *incarnation);
+                if let Some(note) = lock(&self.suspicions).suspect(&key.0, key.1) {
+                    notes.push(note);
+                }
+                self.waiting.insert(key, after);
+            }
+            effects.timers.push((after, timer));
+        }
+        for note in notes {
+            let mut buffer = [0u8; MAX_PACKET_BYTES];
+            // Only a note larger than a packet could fail to fit, and names are short.
+            let result = match postcard::to_slice(&note, &mut buffer) {
+                Ok(data) => self
+                    .foca
+                    .add_broadcast(data)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "suspicion note not broadcast");
+            }
         }
         while let Some(notification) = self.runtime.to_notify() {
             match notification {
-                OwnedNotification::MemberUp(_)
-                | OwnedNotification::MemberDown(_)
-                | OwnedNotification::Rename(..)
-                | OwnedNotification::Rejoin(_) => effects.changed = true,
+                OwnedNotification::MemberDown(id) => {
+                    effects.changed = true;
+                    self.suspicion_over(&id.name);
+                    effects.down.push(id);
+                }
+                OwnedNotification::Rename(id, _) | OwnedNotification::Rejoin(id) => {
+                    effects.changed = true;
+                    self.suspicion_over(&id.name);
+                }
+                OwnedNotification::MemberUp(_) => effects.changed = true,
                 OwnedNotification::ProbeFailed(..) => effects.probes_failed += 1,
                 OwnedNotification::DataReceived(header) => {
                     if matches!(

@@ -7,5 +7,6 @@ pub mod health;
 pub mod identity;
 pub mod membership;
 pub mod replication;
+pub mod suspicion;
 pub mod tls;
 pub mod transport;
