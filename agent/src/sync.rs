@@ -186,7 +186,7 @@ async fn exchange(node: &Arc<Node>, peer: SocketAddr) -> RoundResult {
         Response::SyncReply { updates, wanted } => (updates, wanted),
         other => return Err(format!("unexpected answer {other:?}").into()),
     };
-    let changed = node.state.merge(updates, now_ms())?;
+    let changed = node.state.merge(&updates, now_ms())?;
     if !changed.is_empty() {
         node.wake();
     }
@@ -222,10 +222,9 @@ pub fn answer(node: &Node, request: Request) -> Response {
 }
 
 fn merge(node: &Node, updates: Updates) -> Response {
-    let received = updates.clone();
-    match node.state.merge(updates, now_ms()) {
+    match node.state.merge(&updates, now_ms()) {
         Ok(changed) => {
-            let known = known_entries(&received, &changed);
+            let known = known_entries(&updates, &changed);
             if !changed.is_empty() {
                 node.wake();
                 // New to us, so probably to others: pass it on.

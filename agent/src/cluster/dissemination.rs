@@ -208,20 +208,32 @@ impl Dissemination {
             .collect();
         let sends = targets.len() as u32;
 
-        // The freshest rumours first (most transmissions left), then in key order.
-        let mut chosen: Vec<(u32, u8, String)> = self
+        // The freshest rumours first (most transmissions left), then in key order. A burst
+        // leaves thousands pending: choosing the batch is a linear selection over borrowed
+        // keys, and only the chosen ones are copied.
+        let mut candidates: Vec<(u32, u8, &String)> = self
             .apps
             .candidates(0)
             .chain(self.nodes.candidates(1))
             .chain(self.workloads.candidates(2))
-            .map(|(left, section, key)| (left, section, key.clone()))
             .collect();
-        if chosen.len() > self.config.max_batch_entries {
-            chosen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (a.1, &a.2).cmp(&(b.1, &b.2))));
-            chosen.truncate(self.config.max_batch_entries);
+        let max = self.config.max_batch_entries;
+        if candidates.len() > max {
+            let order = |a: &(u32, u8, &String), b: &(u32, u8, &String)| {
+                b.0.cmp(&a.0).then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+            };
+            if max > 0 {
+                candidates.select_nth_unstable_by(max - 1, order);
+            }
+            candidates.truncate(max);
+            candidates.sort_unstable_by(order);
         }
+        let chosen: Vec<(u8, String)> = candidates
+            .into_iter()
+            .map(|(_, section, key)| (section, key.clone()))
+            .collect();
         let mut updates = Updates::default();
-        for (_, section, key) in chosen {
+        for (section, key) in chosen {
             match section {
                 0 => updates.apps.push(self.apps.take(&key, sends)),
                 1 => updates.nodes.push(self.nodes.take(&key, sends)),
@@ -438,7 +450,7 @@ mod tests {
                 rounds += 1;
                 for (from, to, updates) in deliveries {
                     sent += updates.len();
-                    let changed = agents[to].0.merge(updates.clone(), 1000);
+                    let changed = agents[to].0.merge(&updates, 1000);
                     if feedback {
                         let known = known_entries(&updates, &changed);
                         agents[from].1.feedback(&updates, &known);

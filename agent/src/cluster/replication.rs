@@ -113,10 +113,13 @@ pub struct Replica {
     pub workloads: LwwMap<WorkloadRecord>,
 }
 
+/// Merges received entries by reference: only the ones that win here are copied (into the map
+/// and into the returned changes). Gossip delivers most entries to most agents several times,
+/// so the losing majority costs a lookup each.
 fn merge_into<V: Clone + PartialEq + Serialize>(
     map: &mut LwwMap<V>,
     clock: &mut Clock,
-    entries: Vec<(String, Entry<V>)>,
+    entries: &[(String, Entry<V>)],
     wall_ms: u64,
 ) -> Vec<(String, Entry<V>)> {
     let mut changed = Vec::new();
@@ -126,8 +129,8 @@ fn merge_into<V: Clone + PartialEq + Serialize>(
             tracing::warn!(%key, "ignoring an update from a clock too far ahead");
             continue;
         }
-        if map.merge_entry(key.clone(), entry.clone()) {
-            changed.push((key, entry));
+        if map.merge_entry_ref(key, entry) {
+            changed.push((key.clone(), entry.clone()));
         }
     }
     changed
@@ -193,14 +196,14 @@ impl Replica {
     }
 
     /// Merges a peer's entries; returns the ones that changed this replica.
-    pub fn merge(&mut self, updates: Updates, wall_ms: u64) -> Updates {
+    pub fn merge(&mut self, updates: &Updates, wall_ms: u64) -> Updates {
         Updates {
-            apps: merge_into(&mut self.apps, &mut self.clock, updates.apps, wall_ms),
-            nodes: merge_into(&mut self.nodes, &mut self.clock, updates.nodes, wall_ms),
+            apps: merge_into(&mut self.apps, &mut self.clock, &updates.apps, wall_ms),
+            nodes: merge_into(&mut self.nodes, &mut self.clock, &updates.nodes, wall_ms),
             workloads: merge_into(
                 &mut self.workloads,
                 &mut self.clock,
-                updates.workloads,
+                &updates.workloads,
                 wall_ms,
             ),
         }
@@ -360,7 +363,7 @@ impl ReplicatedState {
     }
 
     /// Merges a peer's updates and persists what changed; returns it.
-    pub fn merge(&self, updates: Updates, wall_ms: u64) -> Result<Updates, StoreError> {
+    pub fn merge(&self, updates: &Updates, wall_ms: u64) -> Result<Updates, StoreError> {
         let changed = self
             .replica
             .lock()
@@ -443,9 +446,9 @@ mod tests {
         assert_ne!(a.fingerprint(), b.fingerprint());
 
         let (for_a, wanted_by_b) = b.answer(&a.digest());
-        a.merge(for_a, 1002);
+        a.merge(&for_a, 1002);
         let for_b = a.entries_for(&wanted_by_b);
-        b.merge(for_b, 1002);
+        b.merge(&for_b, 1002);
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_eq!(a.nodes, b.nodes);
     }

@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use agent::api::WorkloadState;
 use agent::cluster::dissemination::{Dissemination, known_entries};
 use agent::cluster::health::LocalHealth;
-use agent::cluster::membership::{Effects, Liveness, Membership, MembershipError, NodeId, Timings};
+use agent::cluster::membership::{Effects, Liveness, Membership, MembershipError, NodeId};
 use agent::cluster::replication::Replica;
 use orchestrator::plan::{NodeInfo, Plan, Running, plan};
 use orchestrator::{Application, WorkloadId};
@@ -36,6 +37,9 @@ const STARTUP: Micros = ms(500);
 /// The agent's period for starting an anti-entropy round (`sync::ANTI_ENTROPY_PERIOD`).
 const ANTI_ENTROPY_PERIOD: Micros = secs(2);
 
+/// Newcomers greeted at once per change of the member list (see `sync_with_new_members`).
+const GREET_PER_CHANGE: usize = 2;
+
 /// `sync::MEMBER_LISTS_EVERY`: at most one member-list swap per agent this often.
 const MEMBER_LISTS_EVERY: Micros = secs(3);
 
@@ -63,6 +67,8 @@ struct SimNode {
     active: Option<Vec<usize>>,
     /// The ownership ring over those peers and itself, kept as long as `active` is.
     ring: Option<std::rc::Rc<reports::Ring>>,
+    /// The replicas this node owns, for the ring and the applications it was computed from.
+    owned: Option<reports::Owned>,
     /// Lifeguard's local health multiplier (`gossip::Shell::health`).
     health: LocalHealth,
     /// The changes this node is spreading (`Node::rumours`).
@@ -93,6 +99,9 @@ pub struct Sim {
     settled: Vec<Micros>,
     replicas_converged_since: Option<Micros>,
     first_full_view: Option<Micros>,
+    /// Every application's replica ids with their hashes on the ring, computed once per
+    /// application generation and shared by all nodes.
+    replica_ids: reports::ReplicaIds,
 }
 
 /// The members a node treats as live, as the agent's `active_peers` does.
@@ -114,7 +123,7 @@ impl Sim {
                 SimNode {
                     name: id.name.clone(),
                     addr: id.addr,
-                    membership: Membership::new(id, Timings::default(), membership_seed),
+                    membership: Membership::new(id, scenario.timings, membership_seed),
                     replica: Replica::new(&node_name(i)),
                     crashed: false,
                     skew_ms: rng.random_range(0..=50),
@@ -124,6 +133,7 @@ impl Sim {
                     last_member_lists: None,
                     active: None,
                     ring: None,
+                    owned: None,
                     health: LocalHealth::default(),
                     rumours: Dissemination::default(),
                     sent: (0, 0),
@@ -148,6 +158,7 @@ impl Sim {
             settled: Vec::new(),
             first_full_view: None,
             replicas_converged_since: None,
+            replica_ids: reports::ReplicaIds::default(),
         };
         let script = sim.scenario.script(&mut sim.rng);
         for (at, event) in script {
@@ -170,13 +181,19 @@ impl Sim {
         EPOCH_WALL_MS + self.now / 1000 + self.nodes[node].skew_ms
     }
 
-    /// Whether the network drops the next message, and otherwise when it arrives.
-    fn transit(&mut self) -> Option<Micros> {
+    /// Whether the network drops the next message to `to`, and otherwise when `to` handles it.
+    fn transit(&mut self, to: usize) -> Option<Micros> {
         if self.scenario.loss > 0.0 && self.rng.random_bool(self.scenario.loss) {
-            None
-        } else {
-            Some(self.now + self.rng.random_range(ms(1)..=ms(20)))
+            return None;
         }
+        let mut at = self.now + self.rng.random_range(ms(1)..=ms(20));
+        if let Some(slow) = self.scenario.slow
+            && slow.node == to
+            && (slow.from..slow.until).contains(&self.now)
+        {
+            at += slow.delay;
+        }
+        Some(at)
     }
 
     pub fn run(mut self) -> Outcome {
@@ -272,15 +289,22 @@ impl Sim {
         self.start_round(node, peer);
     }
 
-    /// `sync::run` also exchanges at once with every member it has not seen active before, so a
-    /// joining agent gets the cluster's state (and the cluster its record) in one round trip.
-    /// foca flags every change of the active set (join, death, rejoin) as `changed`, so that is
-    /// when to look.
+    /// `sync::greet_newcomers`: the agent exchanges at once with a member it has not seen
+    /// active before while it lacks that member's record, so a joining agent gets the
+    /// cluster's state (and the cluster its record) in a round trip. foca flags every change of
+    /// the active set (join, death, rejoin) as `changed`, so that is when to look. The agent
+    /// greets one newcomer at a time and looks again before each, so a burst of joins costs a
+    /// few exchanges, not one per newcomer: here, at most [`GREET_PER_CHANGE`] per change.
     fn sync_with_new_members(&mut self, node: usize) {
         let active: BTreeSet<usize> = self.active_peers(node).into_iter().collect();
         let new: Vec<usize> = active
             .difference(&self.nodes[node].synced)
             .copied()
+            .filter(|&peer| {
+                let name = &self.nodes[peer].name;
+                self.nodes[node].replica.nodes.get(name).is_none()
+            })
+            .take(GREET_PER_CHANGE)
             .collect();
         for peer in new {
             self.start_round(node, peer);
@@ -322,16 +346,24 @@ impl Sim {
     }
 
     fn send_sync(&mut self, from: usize, to: usize, message: SyncMessage) {
-        self.stats.sync_sent += 1;
         let bytes = message.wire_bytes();
+        self.send_sized(from, to, message, bytes);
+    }
+
+    /// [`Sim::send_sync`] for a message whose size is known (one batch sent to several
+    /// members is counted once and charged to each send).
+    pub(super) fn send_sized(&mut self, from: usize, to: usize, message: SyncMessage, bytes: u64) {
+        self.stats.sync_sent += 1;
         self.stats.sync_bytes += bytes;
         let sent = &mut self.nodes[from].sent;
         *sent = (sent.0 + 1, sent.1 + bytes);
-        if let SyncMessage::Reply { updates, .. } | SyncMessage::Push { updates } = &message {
-            self.stats.sync_entries_sent +=
-                (updates.apps.len() + updates.nodes.len() + updates.workloads.len()) as u64;
-        }
-        match self.transit() {
+        let entries = match &message {
+            SyncMessage::Reply { updates, .. } => updates.len(),
+            SyncMessage::Push { updates } => updates.len(),
+            _ => 0,
+        };
+        self.stats.sync_entries_sent += entries as u64;
+        match self.transit(to) {
             Some(at) => self.schedule(at, Event::Sync { from, to, message }),
             None => self.stats.sync_lost += 1,
         }
@@ -411,31 +443,30 @@ impl Sim {
                 Some(SyncMessage::Reply { updates, wanted })
             }
             SyncMessage::Reply { updates, wanted } => {
-                let changed = replica.merge(updates, wall);
+                let changed = replica.merge(&updates, wall);
                 if !changed.apps.is_empty() || !changed.nodes.is_empty() {
                     self.wake_reconciler(to);
                 }
                 let replica = &self.nodes[to].replica;
                 (!wanted.is_empty()).then(|| SyncMessage::Push {
-                    updates: replica.entries_for(&wanted),
+                    updates: Rc::new(replica.entries_for(&wanted)),
                 })
             }
             SyncMessage::Push { updates } => {
                 self.stats.pushes_received += 1;
                 self.stats.push_entries_received += updates.len() as u64;
-                let received = updates.clone();
-                let changed = replica.merge(updates, wall);
+                let changed = replica.merge(&updates, wall);
                 self.stats.push_entries_new += changed.len() as u64;
                 // `sync::merge`: say which entries were known (the old agent's plain
                 // acknowledgement in the baseline), and pass on what is new here.
                 let known = if self.scenario.push_to_all {
                     Vec::new()
                 } else {
-                    known_entries(&received, &changed)
+                    known_entries(&updates, &changed)
                 };
                 self.learned(to, changed, false);
                 Some(SyncMessage::Pushed {
-                    sent: received,
+                    sent: updates,
                     known,
                 })
             }
@@ -494,7 +525,7 @@ impl Sim {
                 self.stats.swim_unroutable += 1;
                 continue;
             };
-            match self.transit() {
+            match self.transit(to) {
                 Some(at) => self.schedule(
                     at,
                     Event::Swim {
@@ -531,19 +562,17 @@ impl Sim {
             self.schedule(at, Event::Timer { node, timer });
         }
         if effects.changed {
-            self.record_false_deaths(node);
+            self.record_false_deaths(node, &effects.down);
             self.sync_with_new_members(node);
             self.wake_reconciler(node);
         }
     }
 
-    /// foca notifies every `Down` verdict, so checking on each change catches every live node
-    /// that someone declared dead, however briefly.
-    fn record_false_deaths(&mut self, observer: usize) {
-        for (name, (id, liveness)) in self.nodes[observer].membership.members() {
-            if liveness != Liveness::Down {
-                continue;
-            }
+    /// foca notifies every `Down` verdict, so checking each step's verdicts catches every live
+    /// node that someone declared dead, however briefly.
+    fn record_false_deaths(&mut self, observer: usize, down: &[NodeId]) {
+        for id in down {
+            let name = id.name.clone();
             let Some(&subject) = self.by_addr.get(&id.addr) else {
                 continue;
             };
@@ -627,6 +656,12 @@ impl Sim {
 
     fn outcome(&mut self) -> Outcome {
         self.stats.busiest_sender = self.nodes.iter().map(|n| n.sent).max().unwrap_or((0, 0));
+        let mut sent: Vec<(u64, u64)> = self.nodes.iter().map(|n| n.sent).collect();
+        sent.sort_unstable();
+        self.stats.p99_sender = sent
+            .get(sent.len().saturating_sub(1) * 99 / 100)
+            .copied()
+            .unwrap_or((0, 0));
         let live_nodes: Vec<&SimNode> = self.nodes.iter().filter(|n| !n.crashed).collect();
         Outcome {
             live: live_nodes.iter().map(|n| n.name.clone()).collect(),

@@ -1,6 +1,7 @@
 //! The events of the discrete-event loop, and their order in its queue.
 
 use std::cmp::Ordering;
+use std::rc::Rc;
 
 use agent::cluster::membership::{MemberState, NodeId};
 use agent::cluster::replication::{StateDigest, Updates, Wanted};
@@ -12,7 +13,7 @@ use crate::virtual_time::Micros;
 
 /// The anti-entropy protocol of `sync.rs`, one message per hop. In the agent these are
 /// request/response pairs on a QUIC stream; a lost one ends the round, as a timeout would.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum SyncMessage {
     Fingerprint {
         fingerprint: u64,
@@ -34,14 +35,15 @@ pub enum SyncMessage {
         updates: Updates,
         wanted: Wanted,
     },
+    /// Shared between the targets of one round, as the agent shares one encoded request.
     Push {
-        updates: Updates,
+        updates: Rc<Updates>,
     },
     /// The answer to a push: which of its entries the receiver already had. `sent` rides
     /// along only because the simulator has no pending request to look it up in; it is not
     /// counted as bytes.
     Pushed {
-        sent: Updates,
+        sent: Rc<Updates>,
         known: Vec<bool>,
     },
 }
@@ -65,7 +67,7 @@ impl SyncMessage {
             SyncMessage::Reply { updates, wanted } => {
                 serde_json::to_writer(&mut count, &(updates, wanted))
             }
-            SyncMessage::Push { updates } => serde_json::to_writer(&mut count, updates),
+            SyncMessage::Push { updates } => serde_json::to_writer(&mut count, &**updates),
             SyncMessage::Pushed { known, .. } => serde_json::to_writer(&mut count, known),
         };
         written.expect("sync messages serialise");

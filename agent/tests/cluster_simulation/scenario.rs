@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+use agent::cluster::membership::Timings;
 use agent::cluster::replication::NodeRecord;
 use agent::store::StoredApp;
 use orchestrator::plan::NodeInfo;
@@ -54,6 +55,20 @@ pub struct Scenario {
     pub sample_every: Micros,
     /// Instead of the default applications: `(at, deploying node, app)`.
     pub apps: Option<Vec<(Micros, usize, StoredApp)>>,
+    /// Every agent's failure-detector timings.
+    pub timings: Timings,
+    /// One starved agent: everything sent to it is handled this much later, in a window.
+    pub slow: Option<Slow>,
+}
+
+/// An agent starved of CPU (a burst on its machine): it handles every message it receives
+/// `delay` late between `from` and `until`, so its probes seem to go unanswered.
+#[derive(Debug, Clone, Copy)]
+pub struct Slow {
+    pub node: usize,
+    pub from: Micros,
+    pub until: Micros,
+    pub delay: Micros,
 }
 
 impl Scenario {
@@ -73,6 +88,8 @@ impl Scenario {
             push_to_all: false,
             sample_every: ms(250),
             apps: None,
+            timings: Timings::default(),
+            slow: None,
         }
     }
 

@@ -205,6 +205,35 @@ impl<V: Clone + PartialEq + Serialize> LwwMap<V> {
         }
     }
 
+    /// [`LwwMap::merge_entry`] for an entry held elsewhere: it is copied only if it wins, so
+    /// merging a batch that is mostly known here (the common case under gossip) costs lookups,
+    /// not copies.
+    pub fn merge_entry_ref(&mut self, key: &str, entry: &Entry<V>) -> bool
+    where
+        V: Clone,
+    {
+        let incoming = entry_hash(key, &entry.version);
+        match self.entries.get_mut(key) {
+            None => {
+                self.entries.insert(key.to_string(), entry.clone());
+                self.fingerprint = self.fingerprint.wrapping_add(incoming);
+                true
+            }
+            Some(current) => {
+                if !supersedes(entry, current) {
+                    return false;
+                }
+                let outgoing = entry_hash(key, &current.version);
+                *current = entry.clone();
+                self.fingerprint = self
+                    .fingerprint
+                    .wrapping_sub(outgoing)
+                    .wrapping_add(incoming);
+                true
+            }
+        }
+    }
+
     /// Merges every entry of `other`, cloning only the ones that win. Returns whether anything
     /// changed.
     pub fn merge(&mut self, other: &LwwMap<V>) -> bool {

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use agent::api::WorkloadState;
 use agent::cluster::replication::{Updates, WorkloadRecord, workload_key};
+use agent::store::StoredApp;
 use orchestrator::WorkloadId;
 
 use super::{RECONCILE_MIN_GAP, SPREAD_ROUND, STARTUP, Sim};
@@ -27,9 +28,12 @@ impl Sim {
             // The baseline: the writer pushes each change at once to every active member,
             // and nobody passes on what it receives.
             if local {
+                let message = SyncMessage::Push {
+                    updates: Rc::new(updates),
+                };
+                let bytes = message.wire_bytes();
                 for peer in self.active_peers(node) {
-                    let updates = updates.clone();
-                    self.send_sync(node, peer, SyncMessage::Push { updates });
+                    self.send_sized(node, peer, message.clone(), bytes);
                 }
             }
             return;
@@ -52,10 +56,13 @@ impl Sim {
         let Some(round) = self.nodes[node].rumours.round(&addrs, &mut self.rng) else {
             return;
         };
+        let message = SyncMessage::Push {
+            updates: Rc::new(round.updates),
+        };
+        let bytes = message.wire_bytes();
         for target in round.targets {
             let to = self.by_addr[&target];
-            let updates = round.updates.clone();
-            self.send_sync(node, to, SyncMessage::Push { updates });
+            self.send_sized(node, to, message.clone(), bytes);
         }
     }
 
@@ -89,21 +96,29 @@ impl Sim {
             }
         };
         let me = self.nodes[node].name.clone();
-        let owned: BTreeSet<WorkloadId> = self.nodes[node]
-            .replica
-            .apps
-            .iter()
-            .flat_map(|(_, stored)| {
-                stored.app.components.iter().flat_map(move |c| {
-                    (0..c.replicas).map(move |replica| WorkloadId {
-                        app: stored.app.name.clone(),
-                        component: c.name.clone(),
-                        replica,
-                    })
-                })
-            })
-            .filter(|id| ring.owner(&id.to_string()) == me)
-            .collect();
+        let apps_fingerprint = self.nodes[node].replica.apps.fingerprint();
+        let owned = match &self.nodes[node].owned {
+            Some(owned) if Rc::ptr_eq(&owned.ring, &ring) && owned.apps == apps_fingerprint => {
+                Rc::clone(&owned.ids)
+            }
+            _ => {
+                let mut ids = BTreeSet::new();
+                for (_, stored) in self.nodes[node].replica.apps.iter() {
+                    for (hash, id) in self.replica_ids.of(stored).iter() {
+                        if ring.owner_of_hash(*hash) == me {
+                            ids.insert(id.clone());
+                        }
+                    }
+                }
+                let ids = Rc::new(ids);
+                self.nodes[node].owned = Some(Owned {
+                    ring: Rc::clone(&ring),
+                    apps: apps_fingerprint,
+                    ids: Rc::clone(&ids),
+                });
+                ids
+            }
+        };
         let wall = self.wall_ms(node);
         let sim_node = &mut self.nodes[node];
         let mut updates = Updates::default();
@@ -122,8 +137,8 @@ impl Sim {
             );
         }
         let mut starting = false;
-        for id in owned {
-            let state = match sim_node.runs.get(&id) {
+        for id in owned.iter() {
+            let state = match sim_node.runs.get(id) {
                 None => WorkloadState::Pending,
                 Some(WorkloadState::Pending) => WorkloadState::Running,
                 Some(_) => continue,
@@ -131,7 +146,7 @@ impl Sim {
             starting |= state == WorkloadState::Pending;
             sim_node.runs.insert(id.clone(), state);
             let record = WorkloadRecord {
-                id,
+                id: id.clone(),
                 node: me.clone(),
                 state,
                 restarts: 0,
@@ -198,10 +213,44 @@ impl Ring {
         Ring(points)
     }
 
-    fn owner(&self, key: &str) -> &str {
-        let h = hash(&[key.as_bytes()]);
+    fn owner_of_hash(&self, h: u64) -> &str {
         let i = self.0.partition_point(|(p, _)| *p < h) % self.0.len();
         &self.0[i].1
+    }
+}
+
+/// The replicas a node owned when it last reconciled, and what that was computed from: kept
+/// until the ring or the applications change, so a wake-up for a node record costs nothing.
+pub(super) struct Owned {
+    ring: Rc<Ring>,
+    apps: u64,
+    ids: Rc<BTreeSet<WorkloadId>>,
+}
+
+/// Every application's replica ids with their ring hashes, by application name and generation.
+#[derive(Default)]
+pub(super) struct ReplicaIds(HashMap<(String, u64), HashedIds>);
+
+/// An application's replica ids, each with its hash on the ring.
+type HashedIds = Rc<Vec<(u64, WorkloadId)>>;
+
+impl ReplicaIds {
+    fn of(&mut self, stored: &StoredApp) -> HashedIds {
+        let key = (stored.app.name.clone(), stored.generation);
+        let ids = self.0.entry(key).or_insert_with(|| {
+            let ids = stored.app.components.iter().flat_map(|c| {
+                (0..c.replicas).map(|replica| WorkloadId {
+                    app: stored.app.name.clone(),
+                    component: c.name.clone(),
+                    replica,
+                })
+            });
+            Rc::new(
+                ids.map(|id| (hash(&[id.to_string().as_bytes()]), id))
+                    .collect(),
+            )
+        });
+        Rc::clone(ids)
     }
 }
 
