@@ -57,7 +57,7 @@ impl Identity for NodeId {
 }
 
 /// Failure-detector timings. The defaults suit a LAN: indirect probes through 3 members keep
-/// 5% packet loss from killing anyone, and a crashed node is declared dead about 3-6 s after
+/// 5% packet loss from killing anyone, and a crashed node is declared dead about 5-6 s after
 /// it stops (`suspect_to_down` after the probes that independently confirm it, see
 /// [`crate::cluster::suspicion`]; a suspicion nobody else confirms lasts six times as long).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
