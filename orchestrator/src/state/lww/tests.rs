@@ -266,3 +266,33 @@ fn serializes_as_a_plain_object_of_entries_and_round_trips() {
     let back: LwwMap<u32> = serde_json::from_value(json).unwrap();
     assert_eq!(back, map);
 }
+
+/// Merging by reference decides exactly as merging by value: same answer, same map, same
+/// fingerprint, over every order of conflicting writes (ties, tombstones, older versions).
+#[test]
+fn merging_by_reference_matches_merging_by_value() {
+    let writes = [
+        ("web", Some("a"), at(10, 0, "a")),
+        ("web", Some("b"), at(10, 0, "a")),
+        ("web", None, at(10, 0, "a")),
+        ("web", Some("c"), at(9, 5, "b")),
+        ("db", Some("d"), at(11, 0, "b")),
+        ("web", Some("e"), at(12, 0, "c")),
+        ("db", None, at(11, 0, "b")),
+    ];
+    for start in 0..writes.len() {
+        let order: Vec<_> = writes[start..].iter().chain(&writes[..start]).collect();
+        let (mut by_value, mut by_ref) = (LwwMap::new(), LwwMap::new());
+        for (key, value, version) in order {
+            let entry = Entry {
+                version: version.clone(),
+                value: value.map(str::to_owned),
+            };
+            let a = by_value.merge_entry((*key).to_owned(), entry.clone());
+            let b = by_ref.merge_entry_ref(key, &entry);
+            assert_eq!(a, b, "{key} {entry:?}");
+            assert_eq!(by_value, by_ref);
+            assert_eq!(by_value.fingerprint(), by_ref.fingerprint());
+        }
+    }
+}
