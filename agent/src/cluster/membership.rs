@@ -137,8 +137,6 @@ pub struct Membership {
     /// Lifeguard's dynamic suspicion, shared with the broadcast handler that collects the
     /// other members' notes.
     suspicions: Arc<Mutex<Suspicions>>,
-    /// How long each of our running suspicion timers was set for.
-    waiting: BTreeMap<(String, u16), Duration>,
 }
 
 /// foca's custom broadcasts carry [`SuspicionNote`]s: a note is passed on (foca retransmits it
@@ -226,7 +224,6 @@ impl Membership {
             foca,
             runtime: AccumulatingRuntime::new(),
             suspicions,
-            waiting: BTreeMap::new(),
         }
     }
 
@@ -272,11 +269,6 @@ impl Membership {
             ..
         } = &timer
         {
-            let key = (member_id.name.clone(), *incarnation);
-            let waited = self
-                .waiting
-                .remove(&key)
-                .unwrap_or(lock(&self.suspicions).timeouts().min);
             // Refuted (a newer incarnation), already down, or gone: nothing to decide. (foca
             // would otherwise still send the member a `TurnUndead`.)
             let still_suspect = self.foca.iter_membership_state().any(|m| {
@@ -288,9 +280,8 @@ impl Membership {
                 return Ok(Effects::default());
             }
             let members = self.foca.num_members();
-            let verdict = lock(&self.suspicions).fired(&key.0, key.1, waited, members);
+            let verdict = lock(&self.suspicions).fired(&member_id.name, *incarnation, members);
             if let Verdict::Wait(next) = verdict {
-                self.waiting.insert(key, next);
                 return Ok(Effects {
                     timers: vec![(next, timer)],
                     ..Effects::default()
@@ -299,12 +290,6 @@ impl Membership {
         }
         self.foca.handle_timer(timer, &mut self.runtime)?;
         Ok(self.drain())
-    }
-
-    /// Independent confirmations this member holds for the suspicion of `member` at SWIM
-    /// incarnation `incarnation`.
-    pub fn confirmations(&self, member: &str, incarnation: u16) -> usize {
-        lock(&self.suspicions).confirmations(member, incarnation)
     }
 
     /// Tells the cluster we are leaving, so peers mark us down at once instead of suspecting.
@@ -397,11 +382,6 @@ impl Membership {
         self.foca.num_members()
     }
 
-    fn suspicion_over(&mut self, member: &str) {
-        lock(&self.suspicions).forget(member);
-        self.waiting.retain(|(name, _), _| name != member);
-    }
-
     fn drain(&mut self) -> Effects {
         let mut effects = Effects::default();
         while let Some((to, data)) = self.runtime.to_send() {
@@ -410,18 +390,19 @@ impl Membership {
         let mut notes = Vec::new();
         while let Some((after, timer)) = self.runtime.to_schedule() {
             // foca suspects a member after our own probes of it failed: start Lifeguard's
-            // dynamic suspicion and tell the others, whose own failed probes confirm it.
+            // dynamic suspicion and tell the others, whose own failed probes confirm it. foca
+            // sets another timer each time a probe of a suspect fails; the first one's chain
+            // (see `handle_timer`) already carries the suspicion, so the others are dropped.
             if let Timer::ChangeSuspectToDown {
                 member_id,
                 incarnation,
                 ..
             } = &timer
             {
-                let key = (member_id.name.clone(), *incarnation);
-                if let Some(note) = lock(&self.suspicions).suspect(&key.0, key.1) {
-                    notes.push(note);
+                match lock(&self.suspicions).suspect(&member_id.name, *incarnation, after) {
+                    Some(note) => notes.push(note),
+                    None => continue,
                 }
-                self.waiting.insert(key, after);
             }
             effects.timers.push((after, timer));
         }
@@ -444,12 +425,12 @@ impl Membership {
             match notification {
                 OwnedNotification::MemberDown(id) => {
                     effects.changed = true;
-                    self.suspicion_over(&id.name);
+                    lock(&self.suspicions).forget(&id.name);
                     effects.down.push(id);
                 }
                 OwnedNotification::Rename(id, _) | OwnedNotification::Rejoin(id) => {
                     effects.changed = true;
-                    self.suspicion_over(&id.name);
+                    lock(&self.suspicions).forget(&id.name);
                 }
                 OwnedNotification::MemberUp(_) => effects.changed = true,
                 OwnedNotification::ProbeFailed(..) => effects.probes_failed += 1,

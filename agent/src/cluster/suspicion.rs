@@ -106,8 +106,9 @@ pub enum Verdict {
 struct Suspicion {
     /// Ours: our own probes failed and our timer runs.
     ours: bool,
-    /// How long our timer has run so far.
+    /// How long our timer has run so far, and what it is set for now.
     waited: Duration,
+    next: Duration,
     /// Other members that suspect it at this incarnation.
     confirmed_by: BTreeSet<String>,
     /// Insertion order, for forgetting the oldest first.
@@ -133,19 +134,22 @@ impl Suspicions {
         }
     }
 
-    pub fn timeouts(&self) -> SuspicionTimeouts {
-        self.timeouts
-    }
-
-    /// Our own probes of `member` failed: our suspicion starts. Returns the note to announce,
-    /// or `None` when we had already announced it.
-    pub fn suspect(&mut self, member: &str, incarnation: u16) -> Option<SuspicionNote> {
+    /// Our own probes of `member` failed and the failure detector set a timer `after` long:
+    /// our suspicion starts. Returns the note to announce, or `None` when our suspicion was
+    /// already running (its timer carries on; a second one would count the time twice).
+    pub fn suspect(
+        &mut self,
+        member: &str,
+        incarnation: u16,
+        after: Duration,
+    ) -> Option<SuspicionNote> {
         let entry = self.entry(member, incarnation);
         if entry.ours {
             return None;
         }
         entry.ours = true;
         entry.waited = Duration::ZERO;
+        entry.next = after;
         Some(SuspicionNote {
             member: member.to_string(),
             incarnation,
@@ -171,19 +175,14 @@ impl Suspicions {
             .map_or(0, |s| s.confirmed_by.len())
     }
 
-    /// Our timer for `member` fired after `waited` more time, in a cluster of `members`.
-    /// Down once the dynamic timeout has passed; otherwise when to look again (at the latest
-    /// when the timeout would pass with no further confirmation, earlier if one may shorten
-    /// it: every `min / 4`).
-    pub fn fired(
-        &mut self,
-        member: &str,
-        incarnation: u16,
-        waited: Duration,
-        members: usize,
-    ) -> Verdict {
+    /// Our timer for `member` fired, in a cluster of `members`. Down once the dynamic timeout
+    /// has passed; otherwise when to look again (at the latest when the timeout would pass
+    /// with no further confirmation, earlier if one may shorten it: every `min / 4`).
+    pub fn fired(&mut self, member: &str, incarnation: u16, members: usize) -> Verdict {
         let timeouts = self.timeouts;
         let entry = self.entry(member, incarnation);
+        // A suspicion forgotten under the tracking bound restarts from the shortest timer.
+        let waited = if entry.ours { entry.next } else { timeouts.min };
         entry.ours = true;
         entry.waited += waited;
         let timeout = timeouts.timeout(members, entry.confirmed_by.len());
@@ -191,7 +190,8 @@ impl Suspicions {
             return Verdict::Down;
         }
         let step = (timeouts.min / 4).max(Duration::from_millis(1));
-        Verdict::Wait((timeout - entry.waited).min(step))
+        entry.next = (timeout - entry.waited).min(step);
+        Verdict::Wait(entry.next)
     }
 
     /// The suspicion of `member` is over (it refuted it, was declared down, left or renamed).
@@ -281,16 +281,11 @@ mod tests {
     #[test]
     fn one_slow_observer_waits_the_long_timeout() {
         let mut s = Suspicions::new("a", SuspicionTimeouts::around(secs(2.0)));
-        assert!(s.suspect("x", 0).is_some());
-        assert!(s.suspect("x", 0).is_none(), "announced once");
-        let mut waited = secs(2.0);
-        let mut total = Duration::ZERO;
-        loop {
-            total += waited;
-            match s.fired("x", 0, waited, 20) {
-                Verdict::Down => break,
-                Verdict::Wait(next) => waited = next,
-            }
+        assert!(s.suspect("x", 0, secs(2.0)).is_some());
+        assert!(s.suspect("x", 0, secs(2.0)).is_none(), "announced once");
+        let mut total = secs(2.0);
+        while let Verdict::Wait(next) = s.fired("x", 0, 20) {
+            total += next;
         }
         assert_eq!(total, secs(12.0));
     }
@@ -298,13 +293,13 @@ mod tests {
     #[test]
     fn confirmations_bring_the_verdict_forward() {
         let mut s = Suspicions::new("a", SuspicionTimeouts::around(secs(2.0)));
-        s.suspect("x", 0);
-        assert_eq!(s.fired("x", 0, secs(2.0), 20), Verdict::Wait(secs(0.5)));
-        assert_eq!(s.fired("x", 0, secs(0.5), 20), Verdict::Wait(secs(0.5)));
+        s.suspect("x", 0, secs(2.0));
+        assert_eq!(s.fired("x", 0, 20), Verdict::Wait(secs(0.5)));
+        assert_eq!(s.fired("x", 0, 20), Verdict::Wait(secs(0.5)));
         assert!(s.confirm(&note("x", "b")));
         assert!(!s.confirm(&note("x", "b")), "counted once");
         assert_eq!(s.confirmations("x", 0), 1);
-        assert_eq!(s.fired("x", 0, secs(0.5), 20), Verdict::Down);
+        assert_eq!(s.fired("x", 0, 20), Verdict::Down);
     }
 
     #[test]
@@ -322,13 +317,13 @@ mod tests {
     #[test]
     fn a_refuted_suspicion_starts_over() {
         let mut s = Suspicions::new("a", SuspicionTimeouts::around(secs(2.0)));
-        s.suspect("x", 0);
+        s.suspect("x", 0, secs(2.0));
         s.confirm(&note("x", "b"));
         // x refuted (incarnation 1); confirmations of the old incarnation do not carry over.
         assert_eq!(s.confirmations("x", 1), 0);
         s.forget("x");
         assert!(s.is_empty());
-        assert!(s.suspect("x", 1).is_some());
+        assert!(s.suspect("x", 1, secs(2.0)).is_some());
     }
 
     #[test]
@@ -361,17 +356,15 @@ mod tests {
         ) {
             let timeouts = SuspicionTimeouts::around(Duration::from_millis(min_ms));
             let mut s = Suspicions::new("a", timeouts);
-            s.suspect("x", 0);
-            let mut waited = timeouts.min;
-            let mut total = Duration::ZERO;
+            s.suspect("x", 0, timeouts.min);
+            let mut total = timeouts.min;
             for step in 0.. {
                 for (i, _) in confirm_at.iter().enumerate().filter(|(_, at)| **at == step) {
                     s.confirm(&note("x", &format!("peer{i}")));
                 }
-                total += waited;
-                match s.fired("x", 0, waited, members) {
+                match s.fired("x", 0, members) {
                     Verdict::Down => break,
-                    Verdict::Wait(next) => waited = next,
+                    Verdict::Wait(next) => total += next,
                 }
             }
             prop_assert!(total >= timeouts.min);
