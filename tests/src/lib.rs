@@ -1,6 +1,7 @@
 //! Harness for end-to-end tests: real `gossipd` agents started by the real `gossipctl up`, in
 //! a temporary directory, driven through the real CLI.
 
+pub mod burst;
 pub mod docker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -259,14 +260,40 @@ impl Cluster {
         run.json().as_array().expect("workloads array").clone()
     }
 
+    /// Every "member is down" verdict in the agents' logs, as `(observer, log line)`: a member
+    /// some agent's failure detector gave up on, live or not, or one that left.
+    pub fn declared_down(&self) -> Vec<(usize, String)> {
+        (1..=self.nodes)
+            .flat_map(|i| {
+                let log = self
+                    .dir
+                    .path()
+                    .join(format!("node-{i}"))
+                    .join("gossipd.log");
+                std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("member is down"))
+                    .map(|l| (i, l.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     pub fn apps(&self) -> serde_json::Value {
         self.ctl(&["get", "apps", "-o", "json"]).ok().json()
     }
 }
 
 impl Drop for Cluster {
+    /// Stops the agents. With `E2E_KEEP_DIR` set, the directory (agents' logs and data) stays
+    /// behind for a look, and its path is printed.
     fn drop(&mut self) {
         let _ = gossipctl(&["down", "--dir", self.path()], &self.config());
+        if std::env::var_os("E2E_KEEP_DIR").is_some() {
+            let dir = std::mem::replace(&mut self.dir, temp_dir());
+            eprintln!("kept {}", dir.keep().display());
+        }
     }
 }
 
