@@ -62,7 +62,7 @@ struct Args {
     probe_timeout: Duration,
     /// How long a suspected member has to refute before it is declared dead, once another
     /// member confirms the suspicion; six times as long while nobody does (Lifeguard).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     suspect_timeout: Duration,
     /// The `gossip-learner` program that runs learner replicas. Defaults to the one beside
     /// this agent's executable; without one, this node does not offer the learner runtime.
@@ -153,7 +153,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..Timings::default()
     };
     let membership = Membership::new(me, timings, incarnation);
-    let gossip = Gossip::spawn(membership, peers.clone(), inbound, wake.clone());
+    let gossip = Gossip::spawn(
+        membership,
+        peers.clone(),
+        inbound,
+        wake.clone(),
+        state.fingerprint_handle(),
+    );
 
     let learners = args.data_dir.join("learners");
     let learner = match args.learner_program {

@@ -3,9 +3,10 @@
 //! [`spread`] is the shell of [`crate::cluster::dissemination`]: every [`ROUND`] it sends the
 //! pending rumours, in one batch, to a few random members, with a bound on pushes in flight.
 //! [`run`] is anti-entropy: it repairs whatever the rumours missed (a peer that was down, a
-//! partition, a lost stream) with one peer at a time. A round costs one fingerprint exchange
-//! when the pair already agrees, and a digest exchange plus the missing entries when it does
-//! not.
+//! partition, a lost stream) with one peer at a time, the one whose membership packets last
+//! showed a different state or view ([`crate::cluster::repair`]), and otherwise only in a slow
+//! backstop round. A round costs one fingerprint exchange when the pair already agrees, and a
+//! digest exchange plus the missing entries when it does not.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -18,12 +19,14 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::api::{Request, Response};
 use crate::cluster::dissemination::known_entries;
+use crate::cluster::repair::RepairSchedule;
 use crate::cluster::replication::Updates;
 use crate::logs::now_ms;
 use crate::node::Node;
 
-/// How often an agent starts an anti-entropy round with a peer. Rumours carry changes at
-/// once; this only bounds how long a missed one stays missed.
+/// How often an agent may start an anti-entropy round with a peer that showed a difference.
+/// Rumours carry changes at once; this only bounds how long a missed one stays missed. With
+/// no difference shown, a round runs only every `repair::BACKSTOP_EVERY` periods (30 s).
 pub const ANTI_ENTROPY_PERIOD: Duration = Duration::from_secs(2);
 /// At most one member-list swap per agent this often: lists are kilobytes, and SWIM's own
 /// gossip settles most differences; the swap only has to catch the verdicts it missed.
@@ -86,7 +89,7 @@ pub async fn spread(node: Arc<Node>) {
 }
 
 pub async fn run(node: Arc<Node>) {
-    let mut round: usize = 0;
+    let mut schedule = RepairSchedule::default();
     let mut last_sweep = tokio::time::Instant::now();
     let mut members = node.gossip.members.clone();
     let mut known: BTreeSet<SocketAddr> = BTreeSet::new();
@@ -106,13 +109,10 @@ pub async fn run(node: Arc<Node>) {
             _ = tick.tick() => {}
         }
         let peers = node.active_peers();
-        if !peers.is_empty() {
-            // Round-robin over the current members: every peer is reached within n rounds.
-            let peer = peers[round % peers.len()];
-            round = round.wrapping_add(1);
-            if let Err(e) = exchange(&node, peer).await {
-                tracing::debug!(%peer, "anti-entropy: {e}");
-            }
+        if let Some(peer) = schedule.next(&peers, node.gossip.take_diverged())
+            && let Err(e) = exchange(&node, peer).await
+        {
+            tracing::debug!(%peer, "anti-entropy: {e}");
         }
         if last_sweep.elapsed() > TOMBSTONE_SWEEP {
             last_sweep = tokio::time::Instant::now();

@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::api::Request;
 use crate::cluster::health::LocalHealth;
+use crate::cluster::hints::Digests;
 use crate::cluster::membership::{
     Effects, Liveness, MemberState, Membership, MembershipError, NodeId,
 };
@@ -29,6 +31,8 @@ pub struct Gossip {
     pub members: watch::Receiver<Members>,
     /// The full member list and its digest, for membership anti-entropy.
     pub view: watch::Receiver<MembershipView>,
+    /// The last member whose packet showed a different state or member view (see `hints`).
+    diverged: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,20 +42,26 @@ pub struct MembershipView {
 }
 
 impl Gossip {
-    /// Starts the membership loop. `changed` is notified whenever the member list changes.
+    /// Starts the membership loop. `changed` is notified whenever the member list changes;
+    /// `state_fingerprint` is the replicated state's, stamped on every packet sent.
     /// Nobody learns of this agent until [`Gossip::join`].
     pub fn spawn(
         membership: Membership,
         peers: Arc<Peers>,
         inbound: mpsc::Receiver<Inbound>,
         changed: Arc<Notify>,
+        state_fingerprint: Arc<AtomicU64>,
     ) -> Self {
         let (join, join_rx) = mpsc::channel(1);
         let (leave, leave_rx) = mpsc::channel(1);
         let (apply, apply_rx) = mpsc::channel(16);
         let (members_tx, members) = watch::channel(Members::new());
         let (view_tx, view) = watch::channel(MembershipView::default());
+        let diverged = Arc::new(Mutex::new(None));
         let shell = Shell {
+            state_fingerprint,
+            diverged: diverged.clone(),
+            quiet_since: tokio::time::Instant::now(),
             membership,
             peers,
             members: members_tx,
@@ -80,7 +90,14 @@ impl Gossip {
             apply,
             members,
             view,
+            diverged,
         }
+    }
+
+    /// The member whose last packet showed a different state or member view, if any since
+    /// the last call: the peer anti-entropy should exchange with next.
+    pub fn take_diverged(&self) -> Option<SocketAddr> {
+        self.diverged.lock().expect("diverged lock").take()
     }
 
     /// Asks the seeds to let us in, again every second while no member answers. Called once
@@ -113,6 +130,10 @@ struct Shell {
     members: watch::Sender<Members>,
     view: watch::Sender<MembershipView>,
     changed: Arc<Notify>,
+    state_fingerprint: Arc<AtomicU64>,
+    diverged: Arc<Mutex<Option<SocketAddr>>>,
+    /// When the member list last changed, to pace the periodic announce.
+    quiet_since: tokio::time::Instant,
     health: LocalHealth,
     timers: (
         mpsc::UnboundedSender<TimerEvent>,
@@ -138,13 +159,26 @@ impl Shell {
                     reannounce.reset_immediately();
                     continue;
                 }
-                Some((name, packet)) = inbound.recv() => self.membership.handle_packet(&name, &packet),
+                Some((name, datagram)) = inbound.recv() => {
+                    let Some((theirs, packet)) = Digests::unframe(&datagram) else {
+                        tracing::debug!(peer = %name, "membership datagram without digests");
+                        continue;
+                    };
+                    if self.digests().compare(theirs).any() {
+                        self.note_divergence(&name);
+                    }
+                    self.membership.handle_packet(&name, &packet)
+                }
                 Some((due, timer)) = self.timers.1.recv() => {
                     self.health.timer_fired(due.elapsed());
                     self.membership.handle_timer(timer)
                 }
                 Some(states) = apply.recv() => self.membership.apply(states),
-                _ = reannounce.tick(), if self.membership.active_members() == 0 => {
+                _ = reannounce.tick() => {
+                    self.membership.pace_announces(self.quiet_since.elapsed());
+                    if self.membership.active_members() > 0 {
+                        continue;
+                    }
                     let mut all = Effects::default();
                     for seed in &seeds {
                         match self.membership.announce(*seed) {
@@ -168,6 +202,21 @@ impl Shell {
                 }
             };
             self.apply(step);
+        }
+    }
+
+    /// This agent's digests, as stamped on what it sends.
+    fn digests(&self) -> Digests {
+        Digests::of(
+            self.state_fingerprint.load(Ordering::Relaxed),
+            self.view.borrow().digest,
+        )
+    }
+
+    /// Remembers a member whose packet showed a different state or view, for anti-entropy.
+    fn note_divergence(&self, name: &str) {
+        if let Some((id, _)) = self.members.borrow().get(name) {
+            *self.diverged.lock().expect("diverged lock") = Some(id.addr);
         }
     }
 
@@ -200,8 +249,9 @@ impl Shell {
                 return;
             }
         };
+        let digests = self.digests();
         for (addr, packet) in effects.send {
-            self.peers.send_datagram(addr, packet);
+            self.peers.send_datagram(addr, digests.frame(&packet));
         }
         let before = self.health.score();
         for _ in 0..effects.probes_failed {
@@ -217,12 +267,12 @@ impl Shell {
             );
         }
         for (after, timer) in effects.timers {
-            // Lifeguard: the probe period, probe timeout and suspicion timeout stretch while
-            // this agent is the unhealthy one; announces keep their pace.
+            // Lifeguard: the probe period and probe timeout stretch while this agent is the
+            // unhealthy one. Suspicion is left to dynamic suspicion (see `health`).
             let after = match timer {
-                foca::Timer::ProbeRandomMember(_)
-                | foca::Timer::SendIndirectProbe { .. }
-                | foca::Timer::ChangeSuspectToDown { .. } => self.health.scale(after),
+                foca::Timer::ProbeRandomMember(_) | foca::Timer::SendIndirectProbe { .. } => {
+                    self.health.scale(after)
+                }
                 _ => after,
             };
             let due = tokio::time::Instant::now() + after;
@@ -255,6 +305,7 @@ impl Shell {
             }
         });
         if modified {
+            self.quiet_since = tokio::time::Instant::now();
             let members = self.members.borrow();
             let alive = members
                 .values()

@@ -7,9 +7,17 @@
 //! burst worse. The local health multiplier (LHM) is a saturating counter that rises on
 //! evidence of local trouble (a probe cycle that got no ack, a timer that fired late) and
 //! falls on evidence of health (an ack received). The shell stretches the failure detector's
-//! timers by `1 + LHM`: the probe period, the probe timeout and the suspicion timeout. An
-//! unhealthy agent therefore probes less often, waits longer for answers and gives suspected
-//! members longer to refute, while healthy agents keep the cluster's normal deadlines.
+//! probe timers by `1 + LHM`: the probe period and the probe timeout. An unhealthy agent
+//! therefore probes less often and waits longer for answers, while healthy agents keep the
+//! cluster's normal deadlines.
+//!
+//! The suspicion timeout is not stretched, as in Lifeguard's reference implementation
+//! (memberlist): a probe that fails because its target really died raises the prober's
+//! multiplier just as one lost to local trouble does (foca has no nacks to tell them apart), so
+//! stretching suspicion would slow down exactly the verdicts that are right. Suspicion is
+//! guarded by dynamic suspicion instead ([`crate::cluster::suspicion`]): a suspicion no other
+//! member confirms with its own failed probe lasts six times as long, and a slow agent's
+//! healthy peers do not confirm its suspicions.
 //!
 //! Pure: the shell reports events and asks for scaled durations.
 

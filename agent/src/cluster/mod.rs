@@ -4,8 +4,10 @@
 pub mod dissemination;
 pub mod gossip;
 pub mod health;
+pub mod hints;
 pub mod identity;
 pub mod membership;
+pub mod repair;
 pub mod replication;
 pub mod suspicion;
 pub mod tls;

@@ -6,7 +6,8 @@
 //! persistence in sled, so a restarted agent starts from everything it had accepted.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use orchestrator::WorkloadId;
 use orchestrator::plan::NodeInfo;
@@ -268,6 +269,9 @@ const WORKLOADS: &str = "replicated/workloads";
 /// The replica behind a lock, with every change written to sled.
 pub struct ReplicatedState {
     replica: Mutex<Replica>,
+    /// The replica's fingerprint as of its last change, readable without the lock (the
+    /// failure detector's thread stamps it on every membership packet).
+    fingerprint: Arc<AtomicU64>,
     db: sled::Db,
     apps: sled::Tree,
     nodes: sled::Tree,
@@ -322,6 +326,7 @@ impl ReplicatedState {
             wall_ms,
         )?;
         Ok(ReplicatedState {
+            fingerprint: Arc::new(AtomicU64::new(replica.fingerprint())),
             replica: Mutex::new(replica),
             db: db.clone(),
             apps,
@@ -337,7 +342,7 @@ impl ReplicatedState {
         durable: bool,
         change: impl FnOnce(&mut Replica) -> Updates,
     ) -> Result<Updates, StoreError> {
-        let updates = change(&mut self.replica.lock().expect("replica lock"));
+        let updates = self.mutate(change);
         self.persist(&updates)?;
         if durable {
             self.db.flush_async().await?;
@@ -351,9 +356,23 @@ impl ReplicatedState {
         &self,
         change: impl FnOnce(&mut Replica) -> Updates,
     ) -> Result<Updates, StoreError> {
-        let updates = change(&mut self.replica.lock().expect("replica lock"));
+        let updates = self.mutate(change);
         self.persist(&updates)?;
         Ok(updates)
+    }
+
+    /// Runs `change` under the lock and publishes the fingerprint it leaves.
+    fn mutate<T>(&self, change: impl FnOnce(&mut Replica) -> T) -> T {
+        let mut replica = self.replica.lock().expect("replica lock");
+        let result = change(&mut replica);
+        self.fingerprint
+            .store(replica.fingerprint(), Ordering::Relaxed);
+        result
+    }
+
+    /// The fingerprint as of the last change, kept current by every change.
+    pub fn fingerprint_handle(&self) -> Arc<AtomicU64> {
+        self.fingerprint.clone()
     }
 
     fn persist(&self, updates: &Updates) -> Result<(), StoreError> {
@@ -364,11 +383,7 @@ impl ReplicatedState {
 
     /// Merges a peer's updates and persists what changed; returns it.
     pub fn merge(&self, updates: &Updates, wall_ms: u64) -> Result<Updates, StoreError> {
-        let changed = self
-            .replica
-            .lock()
-            .expect("replica lock")
-            .merge(updates, wall_ms);
+        let changed = self.mutate(|replica| replica.merge(updates, wall_ms));
         self.persist(&changed)?;
         Ok(changed)
     }
@@ -384,6 +399,8 @@ impl ReplicatedState {
         if replica.expire_tombstones(wall_ms) == 0 {
             return Ok(());
         }
+        self.fingerprint
+            .store(replica.fingerprint(), Ordering::Relaxed);
         for (tree, keys) in [
             (
                 &self.apps,

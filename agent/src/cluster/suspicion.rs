@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Confirmations a suspicion needs to reach the shortest timeout. memberlist expects
-/// `SuspicionMult - 2` = 2 on top of a 4 s (and longer) minimum; with our 2 s minimum a second
+/// `SuspicionMult - 2` = 2 on top of a 4 s (and longer) minimum; with our 1 s minimum a second
 /// confirmation would add a few seconds to every real failure (other members probe a given one
 /// only about once a second between them), while one independent confirmation already means a
 /// single slow observer cannot kill anyone.

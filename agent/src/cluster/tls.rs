@@ -24,6 +24,8 @@ pub const ALPN: &[u8] = b"gossipctl/1";
 /// peer's connection is dropped by the membership layer instead. (Failure detection is SWIM's
 /// job, not the transport's.)
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The round trip a connection assumes before it has measured one.
+const INITIAL_RTT: Duration = Duration::from_millis(50);
 /// Interactive clients keep their one connection open while, say, following a quiet log.
 const CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
@@ -58,6 +60,12 @@ fn transport(keep_alive: Option<Duration>) -> Arc<TransportConfig> {
     // Membership datagrams are capped to fit QUIC's 1,200-byte floor, and larger messages are
     // streams, which split as they must.
     transport.mtu_discovery_config(None);
+    // Before its first round trip a connection assumes QUIC's default 333 ms, so a handshake
+    // whose first packet is lost (the peer's socket not yet bound, as when many agents start
+    // together) is retried only after about a second. Edge links are mostly far faster; after
+    // the first sample the real round trip is used, and on a slow link a too-early retry costs
+    // one small packet.
+    transport.initial_rtt(INITIAL_RTT);
     Arc::new(transport)
 }
 

@@ -8,7 +8,9 @@ use std::rc::Rc;
 use agent::api::WorkloadState;
 use agent::cluster::dissemination::{Dissemination, known_entries};
 use agent::cluster::health::LocalHealth;
+use agent::cluster::hints::Digests;
 use agent::cluster::membership::{Effects, Liveness, Membership, MembershipError, NodeId};
+use agent::cluster::repair::RepairSchedule;
 use agent::cluster::replication::Replica;
 use orchestrator::WorkloadId;
 use rand::rngs::StdRng;
@@ -52,8 +54,14 @@ struct SimNode {
     /// This node's wall clock runs this far ahead of the others, so versions are not all
     /// written against one perfect clock.
     skew_ms: u64,
-    /// The agent's round-robin position over its active peers (`sync::run`).
-    round: usize,
+    /// Whom `sync::run`'s rounds exchange with.
+    repair: RepairSchedule,
+    /// The last peer whose packet showed a different state or view (`Gossip::take_diverged`).
+    diverged: Option<usize>,
+    /// This node's member digest, kept until its member list next changes.
+    member_digest: Option<u64>,
+    /// When its active member set last changed, to pace the periodic announce.
+    quiet_since: Micros,
     /// The active peers `sync::run` already knows; a peer outside this set gets an exchange at
     /// once when it appears.
     synced: BTreeSet<usize>,
@@ -127,7 +135,10 @@ impl Sim {
                     replica: Replica::new(&node_name(i)),
                     crashed: false,
                     skew_ms: rng.random_range(0..=50),
-                    round: 0,
+                    repair: RepairSchedule::default(),
+                    diverged: None,
+                    member_digest: None,
+                    quiet_since: 0,
                     synced: BTreeSet::new(),
                     served: (0, 0),
                     last_member_lists: None,
@@ -216,7 +227,12 @@ impl Sim {
             Event::Start { node } => self.start(node),
             Event::Reannounce { node } => self.reannounce(node),
             Event::AntiEntropy { node } => self.anti_entropy(node),
-            Event::Swim { from, to, packet } => self.deliver_swim(from, to, &packet),
+            Event::Swim {
+                from,
+                to,
+                digests,
+                packet,
+            } => self.deliver_swim(from, to, digests, &packet),
             Event::Timer { node, timer } => {
                 if !self.nodes[node].crashed {
                     let step = self.nodes[node].membership.handle_timer(timer);
@@ -268,25 +284,35 @@ impl Sim {
             return;
         }
         self.schedule(self.now + REANNOUNCE, Event::Reannounce { node });
+        let quiet_for = std::time::Duration::from_micros(self.now - self.nodes[node].quiet_since);
+        self.nodes[node].membership.pace_announces(quiet_for);
         if self.nodes[node].membership.active_members() == 0 {
             self.announce_to_seeds(node);
         }
     }
 
-    /// `sync::run` starts one round per period with the next active peer in name order.
+    /// `sync::run` starts a round per period with the peer whose packet last showed a
+    /// difference, and a backstop round with the next active peer now and then.
     fn anti_entropy(&mut self, node: usize) {
         if self.nodes[node].crashed {
             return;
         }
         self.schedule(self.now + ANTI_ENTROPY_PERIOD, Event::AntiEntropy { node });
         let peers = self.active_peers(node);
-        if peers.is_empty() {
-            return;
-        }
         let me = &mut self.nodes[node];
-        let peer = peers[me.round % peers.len()];
-        me.round = me.round.wrapping_add(1);
-        self.start_round(node, peer);
+        let hinted = me.diverged.take();
+        if let Some(peer) = me.repair.next(&peers, hinted) {
+            self.start_round(node, peer);
+        }
+    }
+
+    /// What `gossip::Shell` stamps on this node's membership packets.
+    fn digests(&mut self, node: usize) -> Digests {
+        let me = &mut self.nodes[node];
+        let members = *me
+            .member_digest
+            .get_or_insert_with(|| me.membership.digest());
+        Digests::of(me.replica.fingerprint(), members)
     }
 
     /// `sync::greet_newcomers`: the agent exchanges at once with a member it has not seen
@@ -495,10 +521,13 @@ impl Sim {
         }
     }
 
-    fn deliver_swim(&mut self, from: usize, to: usize, packet: &[u8]) {
+    fn deliver_swim(&mut self, from: usize, to: usize, digests: Digests, packet: &[u8]) {
         if self.nodes[to].crashed {
             self.stats.swim_to_crashed += 1;
             return;
+        }
+        if self.digests(to).compare(digests).any() {
+            self.nodes[to].diverged = Some(from);
         }
         // The transport hands the state machine the name from the sender's certificate.
         let certified = self.nodes[from].name.clone();
@@ -519,6 +548,11 @@ impl Sim {
                 return;
             }
         };
+        if effects.changed {
+            self.nodes[node].member_digest = None;
+            self.nodes[node].quiet_since = self.now;
+        }
+        let digests = self.digests(node);
         for (addr, packet) in effects.send {
             self.stats.swim_sent += 1;
             let Some(&to) = self.by_addr.get(&addr) else {
@@ -531,6 +565,7 @@ impl Sim {
                     Event::Swim {
                         from: node,
                         to,
+                        digests,
                         packet,
                     },
                 ),
@@ -553,9 +588,9 @@ impl Sim {
         }
         for (after, timer) in effects.timers {
             let after = match timer {
-                foca::Timer::ProbeRandomMember(_)
-                | foca::Timer::SendIndirectProbe { .. }
-                | foca::Timer::ChangeSuspectToDown { .. } => self.nodes[node].health.scale(after),
+                foca::Timer::ProbeRandomMember(_) | foca::Timer::SendIndirectProbe { .. } => {
+                    self.nodes[node].health.scale(after)
+                }
                 _ => after,
             };
             let at = self.now + duration_micros(after);

@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 use std::rc::Rc;
 
+use agent::cluster::hints::Digests;
 use agent::cluster::membership::{MemberState, NodeId};
 use agent::cluster::replication::{StateDigest, Updates, Wanted};
 use agent::store::StoredApp;
@@ -114,6 +115,8 @@ pub enum Event {
     Swim {
         from: usize,
         to: usize,
+        /// The sender's state and member digests, as the agent prefixes them (`hints`).
+        digests: Digests,
         packet: Bytes,
     },
     Timer {
