@@ -34,12 +34,17 @@ use crate::store::{Store, StoreError, StoredApp};
 
 /// How often the reconciler looks again even when nothing woke it.
 const RECONCILE_TICK: Duration = Duration::from_secs(1);
-/// At least this long between two reconcile passes: wake-ups in between (a burst of status
-/// reports from peers, say) coalesce into one pass, so a pass's cost over the whole view is
-/// paid at most ten times a second, however fast changes arrive.
-const RECONCILE_MIN_GAP: Duration = Duration::from_millis(100);
-/// At most this many replicas start per pass (see [`crate::reconcile::pace`]).
-const STARTS_PER_PASS: usize = 8;
+/// After a reconcile pass the reconciler rests this many times as long as the pass took,
+/// within [`RECONCILE_MIN_GAP`] and [`RECONCILE_MAX_GAP`]: wake-ups in between (a burst of
+/// status reports from peers, say) coalesce into one pass, so reconciling takes at most a fifth
+/// of the agent's time however fast changes arrive, while a cheap pass (a small deploy on an
+/// idle agent) is followed by the next within milliseconds.
+const RECONCILE_REST_PER_PASS: u32 = 4;
+const RECONCILE_MIN_GAP: Duration = Duration::from_millis(5);
+const RECONCILE_MAX_GAP: Duration = Duration::from_millis(100);
+/// At most this many replicas start per pass (see [`crate::reconcile::pace`]): with the rest
+/// above, starting fifty at once takes a few passes instead of starving the agent.
+const STARTS_PER_PASS: usize = 16;
 /// How often this node looks for containers it labelled but no longer runs.
 const CONTAINER_SWEEP: Duration = Duration::from_secs(15);
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -305,6 +310,7 @@ impl Node {
 
     pub async fn run_reconciler(self: Arc<Self>) {
         loop {
+            let pass = tokio::time::Instant::now();
             match self.reconcile_once() {
                 // Reported changes may unblock a `dependsOn`: look again at once.
                 Ok(updates) if !updates.is_empty() => {
@@ -314,7 +320,9 @@ impl Node {
                 Ok(_) => {}
                 Err(e) => tracing::error!("reconcile: {e}"),
             }
-            tokio::time::sleep(RECONCILE_MIN_GAP).await;
+            let rest = (pass.elapsed() * RECONCILE_REST_PER_PASS)
+                .clamp(RECONCILE_MIN_GAP, RECONCILE_MAX_GAP);
+            tokio::time::sleep(rest).await;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(RECONCILE_TICK) => {}

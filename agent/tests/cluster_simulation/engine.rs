@@ -30,7 +30,9 @@ const REANNOUNCE: Micros = secs(1);
 /// The agent's period for sending pending rumours (`sync::ROUND`).
 const SPREAD_ROUND: Micros = ms(100);
 
-/// The agent's reconcile loop: at least this long between passes (`node::RECONCILE_MIN_GAP`).
+/// The agent's reconcile loop rests between passes four times as long as a pass took, at most
+/// `node::RECONCILE_MAX_GAP`; passes cost no virtual time here, so the simulation rests the
+/// most, as an agent busy with a burst does.
 const RECONCILE_MIN_GAP: Micros = ms(100);
 
 /// How long after it is started a replica reports `running` (a process's start-up).
