@@ -26,6 +26,7 @@ pub mod server;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod trust;
 pub mod wire;
 
 pub use logs_api::Selector;

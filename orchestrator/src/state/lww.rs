@@ -268,7 +268,8 @@ fn supersedes<V: PartialEq + Serialize>(incoming: &Entry<V>, current: &Entry<V>)
 
 /// Bytes that depend only on the value, not on a `HashMap`'s iteration order or on whether
 /// serde_json preserves insertion order; `None` (which sorts first) when it cannot be encoded.
-fn canonical_json<V: Serialize>(value: &V) -> Option<Vec<u8>> {
+/// Also what signatures over values cover.
+pub fn canonical_json<V: Serialize>(value: &V) -> Option<Vec<u8>> {
     let value = serde_json::to_value(value).ok()?;
     serde_json::to_vec(&with_sorted_keys(value)).ok()
 }

@@ -34,4 +34,4 @@ mod laws;
 
 pub use digest::Digest;
 pub use hlc::{Clock, ClockError, MAX_DRIFT_MS, Timestamp};
-pub use lww::{Entry, LwwMap};
+pub use lww::{Entry, LwwMap, canonical_json};
