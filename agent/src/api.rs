@@ -11,6 +11,11 @@ use orchestrator::learner_link::LearnerProgress;
 
 use crate::cluster::membership::MemberState;
 use crate::cluster::replication::{StateDigest, Updates, Wanted};
+use crate::store::StoredApp;
+use crate::trust::authority::encode;
+use crate::trust::seal::Seal;
+use crate::trust::statement::{Map, Refusal, statement};
+use orchestrator::state::{Entry, Timestamp};
 
 fn yes() -> bool {
     true
@@ -30,6 +35,13 @@ pub enum Request {
     },
     DeleteApp {
         name: String,
+    },
+    /// The second step of `Deploy` and `DeleteApp`: the write the agent prepared (answered with
+    /// `Response::Seal`), sealed by the admin. The agent checks the seal, then commits it.
+    /// [`crate::client::Client`] does this step by itself.
+    Commit {
+        write: Box<PendingWrite>,
+        seal: Seal,
     },
     GetApps,
     GetWorkloads,
@@ -133,6 +145,39 @@ pub enum Response {
         kind: ErrorKind,
         message: String,
     },
+    /// An application write the agent prepared (validated, versioned, not yet applied): the
+    /// admin seals its [`PendingWrite::statement`] and sends it back as `Request::Commit`.
+    Seal {
+        write: PendingWrite,
+    },
+}
+
+/// An application write prepared by an agent for an admin to seal: a deploy (`value`) or a
+/// deletion (`value: None`) of application `app` at `version`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingWrite {
+    pub app: String,
+    pub version: Timestamp,
+    pub value: Option<StoredApp>,
+    /// What the deploy changes, to report once it is committed (not sealed: display only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<DeployOutcome>,
+}
+
+impl PendingWrite {
+    /// The bytes the admin's seal covers.
+    pub fn statement(&self) -> Result<Vec<u8>, Refusal> {
+        statement(Map::Apps, &self.app, &self.version, self.value.as_ref())
+    }
+
+    /// The replicated entry this write becomes, sealed.
+    pub fn entry(&self, seal: &Seal) -> Entry<StoredApp> {
+        let entry = match &self.value {
+            Some(app) => Entry::live(app.clone(), self.version.clone()),
+            None => Entry::tombstone(self.version.clone()),
+        };
+        entry.sealed(encode(seal))
+    }
 }
 
 /// Why a request failed. The CLI maps `Invalid` to exit code 2 and the rest to 1.
@@ -142,6 +187,8 @@ pub enum ErrorKind {
     Invalid,
     NotFound,
     Forbidden,
+    /// The state changed under the request; running it again usually succeeds.
+    Conflict,
     Internal,
 }
 

@@ -11,6 +11,7 @@ use quinn::{Connection, Endpoint};
 use crate::api::{Request, Response};
 use crate::cluster::identity::{ANY_AGENT_SERVER_NAME, Credentials};
 use crate::cluster::tls::{TlsError, interactive_client_config};
+use crate::trust::seal::Sealer;
 use crate::wire::{WireError, read_frame, write_frame};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -37,12 +38,17 @@ pub enum ClientError {
     },
     #[error("agent {0} closed the request without answering")]
     NoAnswer(SocketAddr),
+    #[error("cannot sign the write agent {agent} prepared: {reason}")]
+    Seal { agent: SocketAddr, reason: String },
 }
 
 pub struct Client {
     endpoint: Endpoint,
     connection: Connection,
     agent: SocketAddr,
+    /// Seals the writes agents prepare for it (an admin's deploys and deletions); `None` when
+    /// the credentials' key cannot sign.
+    sealer: Option<std::sync::Arc<Sealer>>,
 }
 
 impl Client {
@@ -62,6 +68,7 @@ impl Client {
             return Err(ClientError::NoAgents);
         }
         let config = interactive_client_config(creds)?;
+        let sealer = Sealer::new(creds).ok().map(std::sync::Arc::new);
         let mut failures = Vec::new();
         for &agent in agents {
             let bind: SocketAddr = if agent.is_ipv6() {
@@ -81,6 +88,7 @@ impl Client {
                     endpoint: endpoint.clone(),
                     connection,
                     agent,
+                    sealer: sealer.clone(),
                 };
                 // TLS 1.3 lets a rejected client believe the handshake worked; the first
                 // request tells for sure.
@@ -103,8 +111,35 @@ impl Client {
         self.agent
     }
 
-    /// Sends one request and returns its single response.
+    /// Sends one request and returns its single response. When the agent answers with a
+    /// write to seal (a deploy or a deletion), seals it with this client's key and commits it,
+    /// and returns the commit's answer.
     pub async fn request(&self, request: &Request) -> Result<Response, ClientError> {
+        match self.exchange(request).await? {
+            Response::Seal { write } => {
+                let seal_error = |reason: String| ClientError::Seal {
+                    agent: self.agent,
+                    reason,
+                };
+                let sealer = self
+                    .sealer
+                    .as_ref()
+                    .ok_or_else(|| seal_error("this certificate's key cannot sign".into()))?;
+                let statement = write.statement().map_err(|e| seal_error(e.to_string()))?;
+                let seal = sealer
+                    .seal(&statement)
+                    .map_err(|e| seal_error(e.to_string()))?;
+                self.exchange(&Request::Commit {
+                    write: Box::new(write),
+                    seal,
+                })
+                .await
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn exchange(&self, request: &Request) -> Result<Response, ClientError> {
         let mut responses = self.stream(request).await?;
         responses
             .next()

@@ -20,6 +20,7 @@ use agent::runtime::container::ContainerRuntime;
 use agent::runtime::learner::LearnerRuntime;
 use agent::runtime::{capacity, orphans};
 use agent::store::Store;
+use agent::trust::authority::Authority;
 use agent::{server, sync};
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -124,7 +125,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if swept > 0 {
         tracing::info!(swept, "killed replicas left by a previous run");
     }
-    let state = ReplicatedState::open(store.db(), &args.name, now_ms())?;
+    // Application writes must carry an admin's seal checked against the cluster CA, on every
+    // path into the replica, this store included.
+    let authority = Authority::new(creds.ca.clone());
+    let state = ReplicatedState::open(store.db(), &args.name, now_ms(), Some(authority))?;
     // Asking the container engine can take a while; do it before joining, so that peers
     // never wait on an agent that gossips but does not serve yet.
     let container = if args.no_containers {

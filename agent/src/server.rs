@@ -8,13 +8,16 @@ use std::sync::Arc;
 use orchestrator::parse_application;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 
-use crate::api::{DeployOutcome, ErrorKind, Request, Response};
+use crate::api::{DeployOutcome, ErrorKind, PendingWrite, Request, Response};
 use crate::cluster::identity::Role;
+use crate::cluster::replication::Updates;
 use crate::cluster::tls::peer_role;
 use crate::cluster::transport::Dialled;
 use crate::logs::now_ms;
 use crate::node::{Node, VERSION};
 use crate::store::{StoreError, StoredApp};
+use crate::trust::seal::Seal;
+use crate::trust::statement::Map;
 use crate::wire::{WireError, read_frame, write_frame};
 
 /// Accepts connections until the endpoint is closed, and answers requests on them and on the
@@ -95,9 +98,16 @@ async fn serve_stream(
         }
         Request::DeleteApp { name } => {
             if role.may_mutate() {
-                delete(node, &name).await
+                delete(node, &name)
             } else {
                 forbidden(role, "delete applications")
+            }
+        }
+        Request::Commit { write, seal } => {
+            if role.may_mutate() {
+                commit(node, *write, &seal).await
+            } else {
+                forbidden(role, "write applications")
             }
         }
         Request::GetApps => Response::Apps {
@@ -193,19 +203,59 @@ async fn deploy(node: &Arc<Node>, file: &str, source: &str) -> Response {
         generation: outcome.generation,
         app,
     };
-    let name = stored.app.name.clone();
-    let updates = match node
-        .state
-        .change(true, |r| r.put_app(stored, now_ms()))
-        .await
+    // Nothing is written yet: the admin seals this write and commits it (`commit`).
+    Response::Seal {
+        write: PendingWrite {
+            app: stored.app.name.clone(),
+            version: node.state.next_version(now_ms()),
+            value: Some(stored),
+            outcome: Some(outcome),
+        },
+    }
+}
+
+/// Applies an admin-sealed application write (the second step of a deploy or a deletion) after
+/// the same check every replica runs on every application write it receives.
+async fn commit(node: &Arc<Node>, write: PendingWrite, seal: &Seal) -> Response {
+    let entry = write.entry(seal);
+    let now = now_ms();
+    if let Some(authority) = node.state.read(|r| r.authority.clone())
+        && let Err(why) = authority.check(Map::Apps, &write.app, &entry, now)
     {
-        Ok(updates) => updates,
+        return error(
+            ErrorKind::Forbidden,
+            format!("the write of application {:?} is refused: {why}", write.app),
+        );
+    }
+    let updates = Updates {
+        apps: vec![(write.app.clone(), entry)],
+        ..Updates::default()
+    };
+    let changed = match node.state.change(true, |r| r.merge(&updates, now)).await {
+        Ok(changed) => changed,
         Err(e) => return internal(e),
     };
-    tracing::info!(app = %name, generation = outcome.generation, "deployed");
-    node.spread(updates);
+    if changed.is_empty() {
+        return error(
+            ErrorKind::Conflict,
+            format!(
+                "application {:?} changed while this write was being signed; run the command again",
+                write.app
+            ),
+        );
+    }
+    node.spread(changed);
     node.wake();
-    Response::Deployed(outcome)
+    match write.outcome {
+        Some(outcome) if write.value.is_some() => {
+            tracing::info!(app = %write.app, generation = outcome.generation, "deployed");
+            Response::Deployed(outcome)
+        }
+        _ => {
+            tracing::info!(app = %write.app, "deleted");
+            Response::Deleted { name: write.app }
+        }
+    }
 }
 
 /// What a deploy of `app` changes relative to the stored version.
@@ -244,26 +294,20 @@ fn compare(previous: Option<&StoredApp>, app: &orchestrator::Application) -> Dep
     }
 }
 
-async fn delete(node: &Arc<Node>, name: &str) -> Response {
+fn delete(node: &Arc<Node>, name: &str) -> Response {
     if node.state.read(|r| r.apps.get(name).is_none()) {
         return error(
             ErrorKind::NotFound,
             format!("application {name:?} not found"),
         );
     }
-    match node
-        .state
-        .change(true, |r| r.delete_app(name, now_ms()))
-        .await
-    {
-        Ok(updates) => {
-            tracing::info!(app = name, "deleted");
-            node.spread(updates);
-            node.wake();
-            Response::Deleted {
-                name: name.to_string(),
-            }
-        }
-        Err(e) => internal(e),
+    // Nothing is written yet: the admin seals this deletion and commits it (`commit`).
+    Response::Seal {
+        write: PendingWrite {
+            app: name.to_string(),
+            version: node.state.next_version(now_ms()),
+            value: None,
+            outcome: None,
+        },
     }
 }

@@ -11,12 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use orchestrator::WorkloadId;
 use orchestrator::plan::NodeInfo;
-use orchestrator::state::{Clock, Digest, Entry, LwwMap};
+use orchestrator::state::{Clock, Digest, Entry, LwwMap, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::api::WorkloadState;
 use crate::store::{StoreError, StoredApp};
+use crate::trust::authority::Authority;
+use crate::trust::statement::Map;
 
 /// How long a deletion is remembered. An agent partitioned away for longer than this could
 /// bring a deleted entry back; a day covers any partition an operator would not notice.
@@ -112,15 +114,37 @@ pub struct Replica {
     pub apps: LwwMap<StoredApp>,
     pub nodes: LwwMap<NodeRecord>,
     pub workloads: LwwMap<WorkloadRecord>,
+    /// Checks application writes' admin seals before any is merged. A running agent always
+    /// has one; pure tests and the cluster simulation run without.
+    pub authority: Option<Authority>,
+}
+
+/// Whether `authority` (if any) accepts an application write; logs a refusal.
+fn admitted(
+    authority: Option<&Authority>,
+    key: &str,
+    entry: &Entry<StoredApp>,
+    wall_ms: u64,
+) -> bool {
+    let Some(authority) = authority else {
+        return true;
+    };
+    match authority.check(Map::Apps, key, entry, wall_ms) {
+        Ok(_) => true,
+        Err(why) => {
+            tracing::warn!(app = %key, version = ?entry.version, "dropped an application write: {why}");
+            false
+        }
+    }
 }
 
 /// Merges received entries by reference: only the ones that win here are copied (into the map
 /// and into the returned changes). Gossip delivers most entries to most agents several times,
 /// so the losing majority costs a lookup each.
-fn merge_into<V: Clone + PartialEq + Serialize>(
+fn merge_into<'a, V: Clone + PartialEq + Serialize + 'a>(
     map: &mut LwwMap<V>,
     clock: &mut Clock,
-    entries: &[(String, Entry<V>)],
+    entries: impl IntoIterator<Item = &'a (String, Entry<V>)>,
     wall_ms: u64,
 ) -> Vec<(String, Entry<V>)> {
     let mut changed = Vec::new();
@@ -144,7 +168,13 @@ impl Replica {
             apps: LwwMap::new(),
             nodes: LwwMap::new(),
             workloads: LwwMap::new(),
+            authority: None,
         }
+    }
+
+    /// A fresh version for a write this agent prepares for someone else to seal.
+    pub fn next_version(&mut self, wall_ms: u64) -> Timestamp {
+        self.clock.tick(wall_ms)
     }
 
     pub fn put_app(&mut self, app: StoredApp, wall_ms: u64) -> Updates {
@@ -198,8 +228,13 @@ impl Replica {
 
     /// Merges a peer's entries; returns the ones that changed this replica.
     pub fn merge(&mut self, updates: &Updates, wall_ms: u64) -> Updates {
+        let authority = self.authority.as_ref();
+        let apps = updates
+            .apps
+            .iter()
+            .filter(|(key, entry)| admitted(authority, key, entry, wall_ms));
         Updates {
-            apps: merge_into(&mut self.apps, &mut self.clock, &updates.apps, wall_ms),
+            apps: merge_into(&mut self.apps, &mut self.clock, apps, wall_ms),
             nodes: merge_into(&mut self.nodes, &mut self.clock, &updates.nodes, wall_ms),
             workloads: merge_into(
                 &mut self.workloads,
@@ -254,11 +289,11 @@ impl Replica {
     }
 
     /// Forgets deletions older than [`TOMBSTONE_TTL_MS`]; returns the keys to forget on disk.
+    /// Application tombstones are kept for good: they are few, and a deleted application's
+    /// last admin-sealed entry, replayed after its tombstone was gone, would bring it back.
     pub fn expire_tombstones(&mut self, wall_ms: u64) -> usize {
         let before = wall_ms.saturating_sub(TOMBSTONE_TTL_MS);
-        self.apps.expire_tombstones(before)
-            + self.nodes.expire_tombstones(before)
-            + self.workloads.expire_tombstones(before)
+        self.nodes.expire_tombstones(before) + self.workloads.expire_tombstones(before)
     }
 }
 
@@ -283,6 +318,7 @@ fn load<V: DeserializeOwned + Clone + PartialEq + Serialize>(
     map: &mut LwwMap<V>,
     clock: &mut Clock,
     wall_ms: u64,
+    keep: impl Fn(&str, &Entry<V>) -> bool,
 ) -> Result<(), StoreError> {
     for item in tree.iter() {
         let (key, value) = item?;
@@ -292,6 +328,10 @@ fn load<V: DeserializeOwned + Clone + PartialEq + Serialize>(
                 key: key.clone(),
                 source,
             })?;
+        if !keep(&key, &entry) {
+            tree.remove(key.as_bytes())?;
+            continue;
+        }
         // Later local writes must sort after everything persisted, whatever the wall clock
         // did while the agent was down.
         let _ = clock.observe(&entry.version, wall_ms.max(entry.version.wall_ms));
@@ -312,19 +352,52 @@ fn persist<V: Serialize>(
 }
 
 impl ReplicatedState {
-    pub fn open(db: &sled::Db, node: &str, wall_ms: u64) -> Result<Self, StoreError> {
+    /// Opens the persisted replica. With an `authority`, every persisted application entry is
+    /// checked like a received one; one without a valid admin seal (written before
+    /// applications were sealed, or tampered with on disk) is dropped from the store with a
+    /// warning, and must be deployed again.
+    pub fn open(
+        db: &sled::Db,
+        node: &str,
+        wall_ms: u64,
+        authority: Option<Authority>,
+    ) -> Result<Self, StoreError> {
         let apps = db.open_tree(APPS)?;
         let nodes = db.open_tree(NODES)?;
         let workloads = db.open_tree(WORKLOADS)?;
         let mut replica = Replica::new(node);
-        load(&apps, &mut replica.apps, &mut replica.clock, wall_ms)?;
-        load(&nodes, &mut replica.nodes, &mut replica.clock, wall_ms)?;
+        load(
+            &apps,
+            &mut replica.apps,
+            &mut replica.clock,
+            wall_ms,
+            |key, entry| {
+                let kept = admitted(authority.as_ref(), key, entry, wall_ms);
+                if !kept {
+                    tracing::warn!(
+                        app = %key,
+                        "a stored application has no valid admin seal (written by a version \
+                         before applications were signed?); it was dropped: deploy it again"
+                    );
+                }
+                kept
+            },
+        )?;
+        load(
+            &nodes,
+            &mut replica.nodes,
+            &mut replica.clock,
+            wall_ms,
+            |_, _| true,
+        )?;
         load(
             &workloads,
             &mut replica.workloads,
             &mut replica.clock,
             wall_ms,
+            |_, _| true,
         )?;
+        replica.authority = authority;
         Ok(ReplicatedState {
             fingerprint: Arc::new(AtomicU64::new(replica.fingerprint())),
             replica: Mutex::new(replica),
@@ -386,6 +459,14 @@ impl ReplicatedState {
         let changed = self.mutate(|replica| replica.merge(updates, wall_ms));
         self.persist(&changed)?;
         Ok(changed)
+    }
+
+    /// A fresh version for a write that someone else seals before it is committed.
+    pub fn next_version(&self, wall_ms: u64) -> Timestamp {
+        self.replica
+            .lock()
+            .expect("replica lock")
+            .next_version(wall_ms)
     }
 
     /// Reads the replica under its lock.
@@ -474,7 +555,7 @@ mod tests {
     fn state_survives_a_reopen_and_later_writes_win() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let state = ReplicatedState::open(&db, "a", 5000).unwrap();
+        let state = ReplicatedState::open(&db, "a", 5000, None).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -483,12 +564,80 @@ mod tests {
             .unwrap();
         drop(state);
         // The wall clock went backwards while the agent was down.
-        let reopened = ReplicatedState::open(&db, "a", 10).unwrap();
+        let reopened = ReplicatedState::open(&db, "a", 10, None).unwrap();
         assert!(reopened.read(|r| r.nodes.get("x").is_some()));
         let before = reopened.read(|r| r.nodes.entry("x").unwrap().version.clone());
         runtime
             .block_on(reopened.change(false, |r| r.put_node(node_record("x"), 10)))
             .unwrap();
         assert!(reopened.read(|r| r.nodes.entry("x").unwrap().version.clone()) > before);
+    }
+
+    /// An application write sealed by `sealer`, as a deploy's commit produces it.
+    fn sealed_app(
+        sealer: &crate::trust::seal::Sealer,
+        name: &str,
+        value: Option<StoredApp>,
+        version: Timestamp,
+    ) -> Updates {
+        let write = crate::api::PendingWrite {
+            app: name.into(),
+            version,
+            value,
+            outcome: None,
+        };
+        let seal = sealer.seal(&write.statement().unwrap()).unwrap();
+        Updates {
+            apps: vec![(name.into(), write.entry(&seal))],
+            ..Updates::default()
+        }
+    }
+
+    #[test]
+    fn only_admin_sealed_applications_enter_and_a_deleted_one_never_comes_back() {
+        use crate::trust::seal::Sealer;
+        use crate::trust::seal::tests::cluster;
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, node) = cluster(dir.path());
+        let admin = Sealer::new(&admin).unwrap();
+        let node_sealer = Sealer::new(&node).unwrap();
+        let ca = crate::cluster::identity::Credentials::load_node(&dir.path().join("n1"))
+            .unwrap()
+            .ca;
+        let mut replica = Replica::new("b");
+        replica.authority = Some(Authority::new(ca));
+        let wall = 1_800_000_000_000;
+        let app = StoredApp {
+            app: orchestrator::parse_application(
+                "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: web\nspec:\n  components:\n    - name: api\n      type: process\n      properties:\n        command: [\"sleep\", \"1\"]\n",
+                "web.yaml",
+            )
+            .unwrap(),
+            generation: 1,
+        };
+        let at = |ms: u64| Timestamp {
+            wall_ms: ms,
+            logical: 0,
+            node: "a".into(),
+        };
+        let deploy = sealed_app(&admin, "web", Some(app.clone()), at(wall));
+        assert_eq!(replica.merge(&deploy, wall).apps.len(), 1);
+        // The same write sealed by a node, or not sealed at all, changes nothing.
+        let by_node = sealed_app(&node_sealer, "other", Some(app.clone()), at(wall));
+        assert!(replica.merge(&by_node, wall).is_empty());
+        let unsealed = Updates {
+            apps: vec![("web".into(), Entry::tombstone(at(wall + 5)))],
+            ..Updates::default()
+        };
+        assert!(replica.merge(&unsealed, wall).is_empty());
+        assert!(replica.apps.get("web").is_some());
+        // A sealed deletion does; its tombstone outlives every expiry, so the old deploy,
+        // replayed long after, stays refused.
+        let delete = sealed_app(&admin, "web", None, at(wall + 10));
+        assert_eq!(replica.merge(&delete, wall).apps.len(), 1);
+        let much_later = wall + 365 * 24 * 3600 * 1000;
+        replica.expire_tombstones(much_later);
+        assert!(replica.merge(&deploy, much_later).is_empty());
+        assert!(replica.apps.get("web").is_none());
     }
 }

@@ -7,9 +7,11 @@
 //! - [`statement`]: what a seal over one replicated write covers (map, key, HLC version, value
 //!   or deletion) and who may author which writes (admins the applications; each node its
 //!   own record and its replicas' status).
+//! - [`authority`]: the check a replica runs on every write it is offered, on every path.
 //!
-//! Both are pure. The agent does not seal or check replicated entries with them yet; until it
-//! does, any node certificate can still write any entry (see the README's trust section).
+//! Applications are sealed by the admin who deploys or deletes them and checked everywhere.
+//! Node records and workload status are not sealed yet.
 
+pub mod authority;
 pub mod seal;
 pub mod statement;

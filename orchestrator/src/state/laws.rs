@@ -112,7 +112,14 @@ fn conflicting() -> impl Strategy<Value = Scenario> {
                 logical,
                 node: node.to_owned(),
             };
-            (KEYS[key].to_owned(), Entry { version, value })
+            (
+                KEYS[key].to_owned(),
+                Entry {
+                    version,
+                    value,
+                    seal: None,
+                },
+            )
         });
     prop::collection::vec(write, 0..24).prop_map(|writes| {
         let mut replicas: [LwwMap<u8>; 3] = Default::default();

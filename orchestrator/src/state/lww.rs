@@ -22,6 +22,10 @@ use super::hlc::Timestamp;
 pub struct Entry<V> {
     pub version: Timestamp,
     pub value: Option<V>,
+    /// Who wrote this entry, as proof its readers check (the agent's `trust` seals): opaque
+    /// here, travels and persists with the entry, and plays no part in which entry wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<Vec<u8>>,
 }
 
 impl<V> Entry<V> {
@@ -29,6 +33,7 @@ impl<V> Entry<V> {
         Self {
             version,
             value: Some(value),
+            seal: None,
         }
     }
 
@@ -36,7 +41,13 @@ impl<V> Entry<V> {
         Self {
             version,
             value: None,
+            seal: None,
         }
+    }
+
+    pub fn sealed(mut self, seal: Vec<u8>) -> Self {
+        self.seal = Some(seal);
+        self
     }
 
     pub fn is_tombstone(&self) -> bool {

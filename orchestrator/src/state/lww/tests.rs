@@ -21,6 +21,7 @@ fn map_of(writes: &[(&str, Option<&str>, Timestamp)]) -> LwwMap<String> {
         let entry = Entry {
             version: version.clone(),
             value: value.map(str::to_owned),
+            seal: None,
         };
         map.merge_entry((*key).to_owned(), entry);
     }
@@ -287,6 +288,7 @@ fn merging_by_reference_matches_merging_by_value() {
             let entry = Entry {
                 version: version.clone(),
                 value: value.map(str::to_owned),
+                seal: None,
             };
             let a = by_value.merge_entry((*key).to_owned(), entry.clone());
             let b = by_ref.merge_entry_ref(key, &entry);

@@ -1,0 +1,152 @@
+//! The check every replicated write passes before an agent accepts it, on every path: an
+//! admin's commit, a rumour, an anti-entropy reply, the agent's own store at start-up.
+//!
+//! Applications must carry an admin's seal over exactly their key, version and content (or
+//! deletion). Node records and workload status are not sealed yet: any node certificate can
+//! still write them (see the README's trust section).
+
+use orchestrator::state::Entry;
+use rustls::pki_types::CertificateDer;
+use serde::Serialize;
+
+use crate::cluster::identity::Role;
+use crate::trust::seal::{Seal, SealError, verify};
+use crate::trust::statement::{Map, Refusal, authorize, statement};
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejected {
+    #[error("it carries no seal")]
+    Unsealed,
+    #[error("its seal cannot be decoded")]
+    Malformed,
+    #[error("{0}")]
+    Seal(#[from] SealError),
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+}
+
+/// The cluster CA that seals are checked against.
+#[derive(Debug, Clone)]
+pub struct Authority {
+    ca: CertificateDer<'static>,
+}
+
+impl Authority {
+    pub fn new(ca: CertificateDer<'static>) -> Self {
+        Authority { ca }
+    }
+
+    /// Whether `entry`, a write of `key` in `map`, carries a seal by someone who may write it;
+    /// returns the author. `wall_ms` is now, for the certificate's validity.
+    pub fn check<V: Serialize>(
+        &self,
+        map: Map,
+        key: &str,
+        entry: &Entry<V>,
+        wall_ms: u64,
+    ) -> Result<Role, Rejected> {
+        let bytes = entry.seal.as_deref().ok_or(Rejected::Unsealed)?;
+        let seal: Seal = postcard::from_bytes(bytes).map_err(|_| Rejected::Malformed)?;
+        let signed = statement(map, key, &entry.version, entry.value.as_ref())?;
+        let now = i64::try_from(wall_ms / 1000).unwrap_or(i64::MAX);
+        let author = verify(&self.ca, &seal, &signed, now)?;
+        authorize(&author, map, key)?;
+        Ok(author)
+    }
+}
+
+/// A seal as entries carry it (postcard; a seal is a certificate and a signature, well under
+/// the buffer).
+pub fn encode(seal: &Seal) -> Vec<u8> {
+    let mut buffer = vec![0u8; 16 * 1024];
+    let used = postcard::to_slice(seal, &mut buffer)
+        .expect("a seal fits 16 KiB")
+        .len();
+    buffer.truncate(used);
+    buffer
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestrator::state::Timestamp;
+
+    use super::*;
+    use crate::trust::seal::Sealer;
+    use crate::trust::seal::tests::cluster;
+
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    fn version(wall_ms: u64) -> Timestamp {
+        Timestamp {
+            wall_ms,
+            logical: 0,
+            node: "node-1".into(),
+        }
+    }
+
+    fn sealed(sealer: &Sealer, key: &str, entry: Entry<String>) -> Entry<String> {
+        let signed = statement(Map::Apps, key, &entry.version, entry.value.as_ref()).unwrap();
+        let seal = encode(&sealer.seal(&signed).unwrap());
+        entry.sealed(seal)
+    }
+
+    #[test]
+    fn only_an_admin_sealed_application_write_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, node) = cluster(dir.path());
+        let authority = Authority::new(admin.ca.clone());
+        let by_admin = Sealer::new(&admin).unwrap();
+        let by_node = Sealer::new(&node).unwrap();
+        let now = now_ms();
+
+        let deploy = sealed(
+            &by_admin,
+            "web",
+            Entry::live("v1".to_string(), version(now)),
+        );
+        assert!(matches!(
+            authority.check(Map::Apps, "web", &deploy, now),
+            Ok(Role::Admin { .. })
+        ));
+        let delete = sealed(&by_admin, "web", Entry::tombstone(version(now + 1)));
+        assert!(authority.check(Map::Apps, "web", &delete, now).is_ok());
+
+        // A node's own seal, a missing one, an altered value, a moved key or version.
+        let forged = sealed(
+            &by_node,
+            "web",
+            Entry::live("evil".to_string(), version(now)),
+        );
+        assert!(matches!(
+            authority.check(Map::Apps, "web", &forged, now),
+            Err(Rejected::Refused(Refusal::NotAdmin(_)))
+        ));
+        let unsealed = Entry::live("v1".to_string(), version(now));
+        assert_eq!(
+            authority.check(Map::Apps, "web", &unsealed, now),
+            Err(Rejected::Unsealed)
+        );
+        let mut altered = deploy.clone();
+        altered.value = Some("evil".into());
+        assert_eq!(
+            authority.check(Map::Apps, "web", &altered, now),
+            Err(Rejected::Seal(SealError::BadSignature))
+        );
+        assert!(authority.check(Map::Apps, "api", &deploy, now).is_err());
+        let mut lifted = deploy.clone();
+        lifted.version = version(now + 10_000);
+        assert!(authority.check(Map::Apps, "web", &lifted, now).is_err());
+        let mut garbled = deploy;
+        garbled.seal = Some(vec![1, 2, 3]);
+        assert_eq!(
+            authority.check(Map::Apps, "web", &garbled, now),
+            Err(Rejected::Malformed)
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! A stolen node key cannot write applications: a small adversarial client speaks the agents'
+//! own replication protocol with a real node certificate of the cluster and pushes forged,
+//! altered, replayed and node-signed application writes to every agent. Every agent keeps the
+//! admin's versions, nothing the adversary wrote runs anywhere, and every agent logs what it
+//! dropped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agent::api::{Request, Response};
+use agent::client::Client;
+use agent::cluster::identity::Credentials;
+use agent::cluster::replication::{StateDigest, Updates};
+use agent::store::StoredApp;
+use agent::trust::authority::encode;
+use agent::trust::seal::Sealer;
+use agent::trust::statement::{Map, statement};
+use e2e::{Cluster, processes_with_env, unique_marker};
+use orchestrator::state::{Entry, Timestamp};
+
+fn app(name: &str, marker: &str, replicas: u32) -> String {
+    let (key, value) = marker.split_once('=').expect("KEY=VALUE");
+    format!(
+        "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: {name}\nspec:\n  components:\n    - name: worker\n      type: process\n      properties:\n        command: [\"sleep\", \"3600\"]\n        env:\n          - name: {key}\n            value: \"{value}\"\n      traits:\n        - type: scaler\n          properties:\n            replicas: {replicas}\n"
+    )
+}
+
+fn stored(name: &str, marker: &str, generation: u64) -> StoredApp {
+    let app = orchestrator::parse_application(&app(name, marker, 3), "forged.yaml")
+        .expect("the forged application is valid OAM");
+    StoredApp { app, generation }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
+
+fn version(wall_ms: u64) -> Timestamp {
+    Timestamp {
+        wall_ms,
+        logical: 0,
+        node: "node-3".into(),
+    }
+}
+
+/// `get apps -o json` at agent `index`: name -> generation.
+fn apps_at(cluster: &Cluster, index: usize) -> BTreeMap<String, u64> {
+    let run = cluster.ctl_at(index, &["get", "apps", "-o", "json"]).ok();
+    run.json()
+        .as_array()
+        .expect("apps array")
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap_or_default().to_string(),
+                a["generation"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
+    let cluster = Cluster::up_joined(3);
+    let marker = unique_marker();
+    let evil = unique_marker();
+    let web_v1 = cluster.write("web-v1.yaml", &app("web", &marker, 1));
+    cluster.ctl(&["deploy", &web_v1, "--wait"]).ok();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let node_dir = cluster.dir.path().join("node-3").join("certs");
+    let stolen = Credentials::load_node(&node_dir).expect("node-3's credentials");
+    let agents: Vec<SocketAddr> = (1..=3)
+        .map(|i| cluster.address(i).parse().expect("address"))
+        .collect();
+
+    // The adversary reads the admin's sealed generation 1 as any member can.
+    let sealed_v1: Entry<StoredApp> = runtime.block_on(async {
+        let client = Client::connect(&agents[..1], &stolen)
+            .await
+            .expect("a node certificate connects");
+        let request = Request::SyncDigest {
+            digest: StateDigest::default(),
+        };
+        match client.request(&request).await.expect("sync digest") {
+            Response::SyncReply { updates, .. } => updates
+                .apps
+                .into_iter()
+                .find(|(name, _)| name == "web")
+                .map(|(_, entry)| entry)
+                .expect("web is replicated"),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    });
+    assert!(sealed_v1.seal.is_some(), "the admin's write is sealed");
+
+    let web_v2 = cluster.write("web-v2.yaml", &app("web", &marker, 2));
+    cluster.ctl(&["deploy", &web_v2, "--wait"]).ok();
+
+    let now = now_ms();
+    let node_sealer = Sealer::new(&stolen).expect("a node key signs");
+    let node_sealed = {
+        let value = stored("evil-signed", &evil, 1);
+        let signed =
+            statement(Map::Apps, "evil-signed", &version(now), Some(&value)).expect("statement");
+        Entry::live(value, version(now)).sealed(encode(&node_sealer.seal(&signed).unwrap()))
+    };
+    let mut altered = sealed_v1.clone();
+    altered.value = Some(stored("web", &evil, 9));
+    altered.version = version(now + 1);
+    let mut tampered = sealed_v1.clone();
+    tampered.version = version(now + 2);
+    if let Some(seal) = tampered.seal.as_mut() {
+        let last = seal.len() - 1;
+        seal[last] ^= 0x01;
+    }
+    let forged = Updates {
+        apps: vec![
+            // A new application, unsealed.
+            (
+                "evil".to_string(),
+                Entry::live(stored("evil", &evil, 1), version(now)),
+            ),
+            // One sealed with the stolen node key.
+            ("evil-signed".to_string(), node_sealed),
+            // The deployed one with other content at a newer version, the admin's seal kept.
+            ("web".to_string(), altered),
+            // The admin's generation 1 at a newer version, its signature's last byte flipped.
+            ("web".to_string(), tampered),
+            // The admin's own generation 1, replayed as it was.
+            ("web".to_string(), sealed_v1),
+            // A deletion.
+            ("web".to_string(), Entry::tombstone(version(now + 3))),
+        ],
+        ..Updates::default()
+    };
+    runtime.block_on(async {
+        for agent in &agents {
+            let client = Client::connect(std::slice::from_ref(agent), &stolen)
+                .await
+                .expect("connect");
+            let answer = client
+                .request(&Request::Push {
+                    updates: forged.clone(),
+                })
+                .await
+                .expect("the push is answered");
+            assert!(matches!(answer, Response::Pushed { .. }), "{answer:?}");
+        }
+    });
+
+    // Rumours and anti-entropy rounds run meanwhile; nothing may spread or start.
+    std::thread::sleep(Duration::from_secs(6));
+    for i in 1..=3 {
+        let apps = apps_at(&cluster, i);
+        assert_eq!(
+            apps,
+            BTreeMap::from([("web".to_string(), 2)]),
+            "agent {i} holds what the adversary wrote"
+        );
+    }
+    assert!(
+        processes_with_env(&evil).is_empty(),
+        "a process the adversary defined runs"
+    );
+    assert_eq!(
+        processes_with_env(&marker).len(),
+        2,
+        "the admin's web runs its two replicas"
+    );
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(
+            cluster
+                .dir
+                .path()
+                .join(format!("node-{i}"))
+                .join("gossipd.log"),
+        )
+        .expect("agent log");
+        let dropped = log
+            .lines()
+            .filter(|l| l.contains("dropped an application write"))
+            .count();
+        assert!(
+            dropped >= 5,
+            "agent {i} logged {dropped} dropped application writes, expected the five forged ones"
+        );
+    }
+}
