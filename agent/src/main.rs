@@ -21,6 +21,7 @@ use agent::runtime::learner::LearnerRuntime;
 use agent::runtime::{capacity, orphans};
 use agent::store::Store;
 use agent::trust::authority::Authority;
+use agent::trust::seal::Sealer;
 use agent::{server, sync};
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -127,8 +128,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // Application writes must carry an admin's seal checked against the cluster CA, on every
     // path into the replica, this store included.
+    // This node's own record is sealed with its key; others' must carry theirs.
     let authority = Authority::new(creds.ca.clone());
-    let state = ReplicatedState::open(store.db(), &args.name, now_ms(), Some(authority))?;
+    let sealer = Sealer::new(&creds).context("the node key cannot sign")?;
+    let state = ReplicatedState::open(
+        store.db(),
+        &args.name,
+        now_ms(),
+        Some(authority),
+        Some(sealer),
+    )?;
     // Asking the container engine can take a while; do it before joining, so that peers
     // never wait on an agent that gossips but does not serve yet.
     let container = if args.no_containers {

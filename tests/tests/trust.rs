@@ -1,8 +1,8 @@
 //! A stolen node key cannot write applications: a small adversarial client speaks the agents'
 //! own replication protocol with a real node certificate of the cluster and pushes forged,
 //! altered, replayed and node-signed application writes to every agent. Every agent keeps the
-//! admin's versions, nothing the adversary wrote runs anywhere, and every agent logs what it
-//! dropped.
+//! admin's versions, nothing the adversary wrote runs anywhere, a node record it wrote for
+//! another node is refused, and every agent logs what it dropped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use agent::api::{Request, Response};
 use agent::client::Client;
 use agent::cluster::identity::Credentials;
-use agent::cluster::replication::{StateDigest, Updates};
+use agent::cluster::replication::{NodeRecord, StateDigest, Updates};
 use agent::store::StoredApp;
 use agent::trust::authority::encode;
 use agent::trust::seal::Sealer;
@@ -81,8 +81,9 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
         .map(|i| cluster.address(i).parse().expect("address"))
         .collect();
 
-    // The adversary reads the admin's sealed generation 1 as any member can.
-    let sealed_v1: Entry<StoredApp> = runtime.block_on(async {
+    // The adversary reads the admin's sealed generation 1, and node-2's record, as any member
+    // can.
+    let (sealed_v1, node_2): (Entry<StoredApp>, Entry<NodeRecord>) = runtime.block_on(async {
         let client = Client::connect(&agents[..1], &stolen)
             .await
             .expect("a node certificate connects");
@@ -90,12 +91,20 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
             digest: StateDigest::default(),
         };
         match client.request(&request).await.expect("sync digest") {
-            Response::SyncReply { updates, .. } => updates
-                .apps
-                .into_iter()
-                .find(|(name, _)| name == "web")
-                .map(|(_, entry)| entry)
-                .expect("web is replicated"),
+            Response::SyncReply { updates, .. } => (
+                updates
+                    .apps
+                    .into_iter()
+                    .find(|(name, _)| name == "web")
+                    .map(|(_, entry)| entry)
+                    .expect("web is replicated"),
+                updates
+                    .nodes
+                    .into_iter()
+                    .find(|(name, _)| name == "node-2")
+                    .map(|(_, entry)| entry)
+                    .expect("node-2's record is replicated"),
+            ),
             other => panic!("unexpected answer {other:?}"),
         }
     });
@@ -121,6 +130,18 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
         let last = seal.len() - 1;
         seal[last] ^= 0x01;
     }
+    // node-2's record with a label added, its own seal kept; and one sealed by node-3.
+    let mut relabelled = node_2.clone();
+    relabelled.version = version(now + 4);
+    if let Some(record) = relabelled.value.as_mut() {
+        record.info.labels.insert("forged".into(), "yes".into());
+    }
+    let spoken_for = {
+        let record = relabelled.value.clone().expect("a live record");
+        let signed =
+            statement(Map::Nodes, "node-2", &version(now + 5), Some(&record)).expect("statement");
+        Entry::live(record, version(now + 5)).sealed(encode(&node_sealer.seal(&signed).unwrap()))
+    };
     let forged = Updates {
         apps: vec![
             // A new application, unsealed.
@@ -138,6 +159,10 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
             ("web".to_string(), sealed_v1),
             // A deletion.
             ("web".to_string(), Entry::tombstone(version(now + 3))),
+        ],
+        nodes: vec![
+            ("node-2".to_string(), relabelled),
+            ("node-2".to_string(), spoken_for),
         ],
         ..Updates::default()
     };
@@ -166,6 +191,23 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
             "agent {i} holds what the adversary wrote"
         );
     }
+    for i in 1..=3 {
+        let nodes = cluster
+            .ctl_at(i, &["get", "nodes", "-o", "json"])
+            .ok()
+            .json();
+        let node_2 = nodes
+            .as_array()
+            .expect("nodes array")
+            .iter()
+            .find(|n| n["name"] == "node-2")
+            .cloned()
+            .expect("node-2 is listed");
+        assert!(
+            node_2["labels"].get("forged").is_none(),
+            "agent {i} took node-3's word for node-2's record: {node_2}"
+        );
+    }
     assert!(
         processes_with_env(&evil).is_empty(),
         "a process the adversary defined runs"
@@ -191,6 +233,14 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
         assert!(
             dropped >= 5,
             "agent {i} logged {dropped} dropped application writes, expected the five forged ones"
+        );
+        let records = log
+            .lines()
+            .filter(|l| l.contains("dropped a node record"))
+            .count();
+        assert!(
+            records >= 2,
+            "agent {i} logged {records} dropped node records, expected the two forged ones"
         );
     }
 }

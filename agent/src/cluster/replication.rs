@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::WorkloadState;
 use crate::store::{StoreError, StoredApp};
-use crate::trust::authority::Authority;
-use crate::trust::statement::Map;
+use crate::trust::authority::{Authority, encode};
+use crate::trust::seal::Sealer;
+use crate::trust::statement::{Map, statement};
 
 /// How long a deletion is remembered. An agent partitioned away for longer than this could
 /// bring a deleted entry back; a day covers any partition an operator would not notice.
@@ -114,26 +115,57 @@ pub struct Replica {
     pub apps: LwwMap<StoredApp>,
     pub nodes: LwwMap<NodeRecord>,
     pub workloads: LwwMap<WorkloadRecord>,
-    /// Checks application writes' admin seals before any is merged. A running agent always
-    /// has one; pure tests and the cluster simulation run without.
+    /// Checks seals before any write is merged: applications must be an admin's, node
+    /// records their own node's. A running agent always has one; pure tests and the cluster
+    /// simulation run without.
     pub authority: Option<Authority>,
+    /// Seals this node's own record (a running agent's node key).
+    pub sealer: Option<Arc<Sealer>>,
 }
 
-/// Whether `authority` (if any) accepts an application write; logs a refusal.
-fn admitted(
+/// Whether `authority` (if any) accepts a write of `key` in `map`; logs a refusal.
+fn admitted<V: Serialize>(
     authority: Option<&Authority>,
+    map: Map,
     key: &str,
-    entry: &Entry<StoredApp>,
+    entry: &Entry<V>,
     wall_ms: u64,
 ) -> bool {
     let Some(authority) = authority else {
         return true;
     };
-    match authority.check(Map::Apps, key, entry, wall_ms) {
+    match authority.check(map, key, entry, wall_ms) {
         Ok(_) => true,
         Err(why) => {
-            tracing::warn!(app = %key, version = ?entry.version, "dropped an application write: {why}");
+            let what = match map {
+                Map::Apps => "an application write",
+                Map::Nodes => "a node record",
+                Map::Workloads => "a workload status",
+            };
+            tracing::warn!(%key, version = ?entry.version, "dropped {what}: {why}");
             false
+        }
+    }
+}
+
+/// `entry` with `sealer`'s seal over its write of `key` in `map` (unchanged without a sealer).
+fn sealed_by<V: Serialize>(
+    sealer: Option<&Sealer>,
+    map: Map,
+    key: &str,
+    entry: Entry<V>,
+) -> Entry<V> {
+    let Some(sealer) = sealer else {
+        return entry;
+    };
+    let seal = statement(map, key, &entry.version, entry.value.as_ref())
+        .map_err(|e| e.to_string())
+        .and_then(|signed| sealer.seal(&signed).map_err(|e| e.to_string()));
+    match seal {
+        Ok(seal) => entry.sealed(encode(&seal)),
+        Err(e) => {
+            tracing::error!(%key, "cannot seal this node's write: {e}");
+            entry
         }
     }
 }
@@ -169,6 +201,7 @@ impl Replica {
             nodes: LwwMap::new(),
             workloads: LwwMap::new(),
             authority: None,
+            sealer: None,
         }
     }
 
@@ -196,12 +229,19 @@ impl Replica {
         }
     }
 
+    /// Writes this node's own record, sealed with its key when it has one.
     pub fn put_node(&mut self, record: NodeRecord, wall_ms: u64) -> Updates {
         let version = self.clock.tick(wall_ms);
         let key = record.info.name.clone();
-        self.nodes.put(key.clone(), record.clone(), version.clone());
+        let entry = sealed_by(
+            self.sealer.as_deref(),
+            Map::Nodes,
+            &key,
+            Entry::live(record, version),
+        );
+        self.nodes.merge_entry(key.clone(), entry.clone());
         Updates {
-            nodes: vec![(key, Entry::live(record, version))],
+            nodes: vec![(key, entry)],
             ..Updates::default()
         }
     }
@@ -232,10 +272,14 @@ impl Replica {
         let apps = updates
             .apps
             .iter()
-            .filter(|(key, entry)| admitted(authority, key, entry, wall_ms));
+            .filter(|(key, entry)| admitted(authority, Map::Apps, key, entry, wall_ms));
+        let nodes = updates
+            .nodes
+            .iter()
+            .filter(|(key, entry)| admitted(authority, Map::Nodes, key, entry, wall_ms));
         Updates {
             apps: merge_into(&mut self.apps, &mut self.clock, apps, wall_ms),
-            nodes: merge_into(&mut self.nodes, &mut self.clock, &updates.nodes, wall_ms),
+            nodes: merge_into(&mut self.nodes, &mut self.clock, nodes, wall_ms),
             workloads: merge_into(
                 &mut self.workloads,
                 &mut self.clock,
@@ -361,6 +405,7 @@ impl ReplicatedState {
         node: &str,
         wall_ms: u64,
         authority: Option<Authority>,
+        sealer: Option<Sealer>,
     ) -> Result<Self, StoreError> {
         let apps = db.open_tree(APPS)?;
         let nodes = db.open_tree(NODES)?;
@@ -372,7 +417,7 @@ impl ReplicatedState {
             &mut replica.clock,
             wall_ms,
             |key, entry| {
-                let kept = admitted(authority.as_ref(), key, entry, wall_ms);
+                let kept = admitted(authority.as_ref(), Map::Apps, key, entry, wall_ms);
                 if !kept {
                     tracing::warn!(
                         app = %key,
@@ -383,12 +428,14 @@ impl ReplicatedState {
                 kept
             },
         )?;
+        // A node record without its node's seal (from an earlier version) is dropped; the
+        // node publishes a sealed one when it starts.
         load(
             &nodes,
             &mut replica.nodes,
             &mut replica.clock,
             wall_ms,
-            |_, _| true,
+            |key, entry| admitted(authority.as_ref(), Map::Nodes, key, entry, wall_ms),
         )?;
         load(
             &workloads,
@@ -398,6 +445,7 @@ impl ReplicatedState {
             |_, _| true,
         )?;
         replica.authority = authority;
+        replica.sealer = sealer.map(Arc::new);
         Ok(ReplicatedState {
             fingerprint: Arc::new(AtomicU64::new(replica.fingerprint())),
             replica: Mutex::new(replica),
@@ -555,7 +603,7 @@ mod tests {
     fn state_survives_a_reopen_and_later_writes_win() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let state = ReplicatedState::open(&db, "a", 5000, None).unwrap();
+        let state = ReplicatedState::open(&db, "a", 5000, None, None).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -564,7 +612,7 @@ mod tests {
             .unwrap();
         drop(state);
         // The wall clock went backwards while the agent was down.
-        let reopened = ReplicatedState::open(&db, "a", 10, None).unwrap();
+        let reopened = ReplicatedState::open(&db, "a", 10, None, None).unwrap();
         assert!(reopened.read(|r| r.nodes.get("x").is_some()));
         let before = reopened.read(|r| r.nodes.entry("x").unwrap().version.clone());
         runtime

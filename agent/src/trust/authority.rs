@@ -2,8 +2,8 @@
 //! admin's commit, a rumour, an anti-entropy reply, the agent's own store at start-up.
 //!
 //! Applications must carry an admin's seal over exactly their key, version and content (or
-//! deletion). Node records and workload status are not sealed yet: any node certificate can
-//! still write them (see the README's trust section).
+//! deletion), node records their own node's. Workload status is not sealed yet: any node
+//! certificate can still write it (see the README's trust section).
 
 use orchestrator::state::Entry;
 use rustls::pki_types::CertificateDer;

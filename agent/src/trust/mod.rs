@@ -9,8 +9,8 @@
 //!   own record and its replicas' status).
 //! - [`authority`]: the check a replica runs on every write it is offered, on every path.
 //!
-//! Applications are sealed by the admin who deploys or deletes them and checked everywhere.
-//! Node records and workload status are not sealed yet.
+//! Applications are sealed by the admin who deploys or deletes them, node records by their
+//! node, and both are checked everywhere. Workload status is not sealed yet.
 
 pub mod authority;
 pub mod seal;
