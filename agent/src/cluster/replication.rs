@@ -172,15 +172,20 @@ fn sealed_by<V: Serialize>(
 
 /// Merges received entries by reference: only the ones that win here are copied (into the map
 /// and into the returned changes). Gossip delivers most entries to most agents several times,
-/// so the losing majority costs a lookup each.
+/// so the losing majority costs a lookup each, and `admit` (a signature check) runs only on
+/// entries that would win.
 fn merge_into<'a, V: Clone + PartialEq + Serialize + 'a>(
     map: &mut LwwMap<V>,
     clock: &mut Clock,
     entries: impl IntoIterator<Item = &'a (String, Entry<V>)>,
     wall_ms: u64,
+    admit: impl Fn(&str, &Entry<V>) -> bool,
 ) -> Vec<(String, Entry<V>)> {
     let mut changed = Vec::new();
     for (key, entry) in entries {
+        if !map.would_accept(key, entry) || !admit(key, entry) {
+            continue;
+        }
         // A peer with a clock far ahead is refused rather than allowed to win every write.
         if clock.observe(&entry.version, wall_ms).is_err() {
             tracing::warn!(%key, "ignoring an update from a clock too far ahead");
@@ -269,22 +274,27 @@ impl Replica {
     /// Merges a peer's entries; returns the ones that changed this replica.
     pub fn merge(&mut self, updates: &Updates, wall_ms: u64) -> Updates {
         let authority = self.authority.as_ref();
-        let apps = updates
-            .apps
-            .iter()
-            .filter(|(key, entry)| admitted(authority, Map::Apps, key, entry, wall_ms));
-        let nodes = updates
-            .nodes
-            .iter()
-            .filter(|(key, entry)| admitted(authority, Map::Nodes, key, entry, wall_ms));
         Updates {
-            apps: merge_into(&mut self.apps, &mut self.clock, apps, wall_ms),
-            nodes: merge_into(&mut self.nodes, &mut self.clock, nodes, wall_ms),
+            apps: merge_into(
+                &mut self.apps,
+                &mut self.clock,
+                &updates.apps,
+                wall_ms,
+                |key, entry| admitted(authority, Map::Apps, key, entry, wall_ms),
+            ),
+            nodes: merge_into(
+                &mut self.nodes,
+                &mut self.clock,
+                &updates.nodes,
+                wall_ms,
+                |key, entry| admitted(authority, Map::Nodes, key, entry, wall_ms),
+            ),
             workloads: merge_into(
                 &mut self.workloads,
                 &mut self.clock,
                 &updates.workloads,
                 wall_ms,
+                |_, _| true,
             ),
         }
     }

@@ -216,6 +216,14 @@ impl<V: Clone + PartialEq + Serialize> LwwMap<V> {
         }
     }
 
+    /// Whether merging `entry` under `key` would change this map, without merging it: lets a
+    /// caller run costly checks (a signature) only on the entries that would win.
+    pub fn would_accept(&self, key: &str, entry: &Entry<V>) -> bool {
+        self.entries
+            .get(key)
+            .is_none_or(|current| supersedes(entry, current))
+    }
+
     /// [`LwwMap::merge_entry`] for an entry held elsewhere: it is copied only if it wins, so
     /// merging a batch that is mostly known here (the common case under gossip) costs lookups,
     /// not copies.
