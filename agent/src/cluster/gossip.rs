@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use crate::api::Request;
+use crate::api::{Request, Response};
 use crate::cluster::health::LocalHealth;
 use crate::cluster::hints::Digests;
 use crate::cluster::membership::{
@@ -69,6 +69,7 @@ impl Gossip {
             changed,
             health: LocalHealth::default(),
             timers: mpsc::unbounded_channel(),
+            failed_checks: mpsc::unbounded_channel(),
         };
         // The failure detector gets a thread and an event loop of its own, so its timers
         // and packets keep their deadlines while reconciling, merging and serving keep the
@@ -123,6 +124,8 @@ impl Gossip {
 
 /// A failure-detector timer and the instant it was due, to tell how late it fired.
 type TimerEvent = (tokio::time::Instant, foca::Timer<NodeId>);
+/// A suspected member, at its SWIM incarnation, whose check failed.
+type FailedCheck = (NodeId, u16);
 
 struct Shell {
     membership: Membership,
@@ -138,6 +141,11 @@ struct Shell {
     timers: (
         mpsc::UnboundedSender<TimerEvent>,
         mpsc::UnboundedReceiver<TimerEvent>,
+    ),
+    /// Suspected members whose check (see [`Shell::check`]) failed.
+    failed_checks: (
+        mpsc::UnboundedSender<FailedCheck>,
+        mpsc::UnboundedReceiver<FailedCheck>,
     ),
 }
 
@@ -174,6 +182,9 @@ impl Shell {
                     self.membership.handle_timer(timer)
                 }
                 Some(states) = apply.recv() => self.membership.apply(states),
+                Some((member, incarnation)) = self.failed_checks.1.recv() => {
+                    self.membership.check_failed(&member, incarnation)
+                }
                 _ = reannounce.tick() => {
                     self.membership.pace_announces(self.quiet_since.elapsed());
                     if self.membership.active_members() > 0 {
@@ -241,6 +252,25 @@ impl Shell {
         });
     }
 
+    /// Checks a member another member suspects: a ping over our own connection to it, which
+    /// QUIC retransmits if a packet is lost. Only the member itself answering in time counts.
+    fn check(&self, member: NodeId, incarnation: u16) {
+        let peers = self.peers.clone();
+        let failed = self.failed_checks.0.clone();
+        let timeout = self.membership.check_timeout();
+        tokio::spawn(async move {
+            let answer = tokio::time::timeout(timeout, peers.request(member.addr, &Request::Ping));
+            match answer.await {
+                Ok(Ok(Response::Pong { node, .. })) if node == member.name => {
+                    tracing::debug!(member = %member.name, "a suspected member answered our check");
+                }
+                _ => {
+                    let _ = failed.send((member, incarnation));
+                }
+            }
+        });
+    }
+
     fn apply(&mut self, step: Result<Effects, MembershipError>) {
         let effects = match step {
             Ok(effects) => effects,
@@ -249,6 +279,9 @@ impl Shell {
                 return;
             }
         };
+        for (member, incarnation) in effects.checks {
+            self.check(member, incarnation);
+        }
         let digests = self.digests();
         for (addr, packet) in effects.send {
             self.peers.send_datagram(addr, digests.frame(&packet));

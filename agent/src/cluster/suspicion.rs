@@ -17,6 +17,15 @@
 //! one slow observer gets no confirmations and the member has `max` to refute it. In clusters
 //! too small to supply `expected` other probers, the timeout is `min` from the start.
 //!
+//! Confirmation is not left to chance. A member that hears another's suspicion and has none of
+//! its own checks the suspect at once, by a request over its own connection to it
+//! ([`Suspicions::to_check`]); when that check fails it announces its own note
+//! ([`Suspicions::check_failed`]), which is the independent confirmation. Without it a
+//! confirmation waited for some other member's next random probe to reach the suspect (about
+//! one probe period at any cluster size) and then for that probe's period to end; with it a
+//! real crash is confirmed within the check's timeout, and a live member that a slow observer
+//! suspects answers the check and is not confirmed.
+//!
 //! Members announce their suspicions to each other as [`SuspicionNote`]s, piggybacked on the
 //! failure detector's own packets (foca's custom broadcasts). A note names its author; the
 //! packet that carries it arrives over mutual TLS, but the author field is the relaying
@@ -111,6 +120,10 @@ struct Suspicion {
     next: Duration,
     /// Other members that suspect it at this incarnation.
     confirmed_by: BTreeSet<String>,
+    /// We were asked to check it ourselves (another member suspects it, we do not), and
+    /// whether that check failed and we announced so.
+    checked: bool,
+    vouched: bool,
     /// Insertion order, for forgetting the oldest first.
     order: u64,
 }
@@ -166,6 +179,34 @@ impl Suspicions {
         self.entry(&note.member, note.incarnation)
             .confirmed_by
             .insert(note.by.clone())
+    }
+
+    /// Suspicions others announced that we neither hold nor have checked yet: the members to
+    /// check ourselves, each once per incarnation.
+    pub fn to_check(&mut self) -> Vec<(String, u16)> {
+        let mut due = Vec::new();
+        for ((member, incarnation), suspicion) in self.open.iter_mut() {
+            if !suspicion.ours && !suspicion.checked && !suspicion.confirmed_by.is_empty() {
+                suspicion.checked = true;
+                due.push((member.clone(), *incarnation));
+            }
+        }
+        due
+    }
+
+    /// Our own check of `member` at `incarnation` failed: the note that confirms the
+    /// suspicion, unless we announced one already or the suspicion is over.
+    pub fn check_failed(&mut self, member: &str, incarnation: u16) -> Option<SuspicionNote> {
+        let suspicion = self.open.get_mut(&(member.to_string(), incarnation))?;
+        if suspicion.ours || suspicion.vouched {
+            return None;
+        }
+        suspicion.vouched = true;
+        Some(SuspicionNote {
+            member: member.to_string(),
+            incarnation,
+            by: self.me.clone(),
+        })
     }
 
     /// Independent confirmations of the suspicion of `member` at `incarnation`.
@@ -324,6 +365,48 @@ mod tests {
         s.forget("x");
         assert!(s.is_empty());
         assert!(s.suspect("x", 1, secs(2.0)).is_some());
+    }
+
+    #[test]
+    fn a_suspicion_heard_from_another_is_checked_once_and_confirmed_only_on_failure() {
+        let mut b = Suspicions::new("b", SuspicionTimeouts::around(secs(1.0)));
+        assert!(b.to_check().is_empty());
+        assert!(b.confirm(&note("x", "a")));
+        assert_eq!(b.to_check(), vec![("x".to_string(), 0)]);
+        assert!(b.to_check().is_empty(), "checked once");
+        assert!(b.confirm(&note("x", "c")));
+        assert!(
+            b.to_check().is_empty(),
+            "a second note does not check again"
+        );
+        // The check failed: b's own note is the confirmation a's timer waits for.
+        let confirmation = b.check_failed("x", 0).expect("a note");
+        assert_eq!(confirmation, note("x", "b"));
+        assert!(b.check_failed("x", 0).is_none(), "announced once");
+        let mut a = Suspicions::new("a", SuspicionTimeouts::around(secs(1.0)));
+        a.suspect("x", 0, secs(1.0));
+        assert!(a.confirm(&confirmation));
+        assert_eq!(a.fired("x", 0, 20), Verdict::Down);
+        // A refuted suspicion (new incarnation) is checked afresh; a forgotten one not at all.
+        b.confirm(&SuspicionNote {
+            incarnation: 1,
+            ..note("x", "a")
+        });
+        assert_eq!(b.to_check(), vec![("x".to_string(), 1)]);
+        b.forget("x");
+        assert!(b.check_failed("x", 1).is_none());
+    }
+
+    #[test]
+    fn our_own_suspicion_needs_no_check() {
+        let mut s = Suspicions::new("b", SuspicionTimeouts::around(secs(1.0)));
+        s.suspect("x", 0, secs(1.0));
+        s.confirm(&note("x", "a"));
+        assert!(s.to_check().is_empty());
+        assert!(
+            s.check_failed("x", 0).is_none(),
+            "our timer's note already went out"
+        );
     }
 
     #[test]

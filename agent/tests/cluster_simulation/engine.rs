@@ -241,6 +241,29 @@ impl Sim {
                     self.apply(node, step);
                 }
             }
+            Event::CheckDue {
+                node,
+                target,
+                member,
+                incarnation,
+            } => {
+                // The check is a request over QUIC, which retransmits: it fails only when the
+                // target is gone or too slow to answer within the timeout.
+                let timeout = duration_micros(self.nodes[node].membership.check_timeout());
+                let answered = !self.nodes[target].crashed
+                    && !self.scenario.slow.is_some_and(|slow| {
+                        slow.node == target
+                            && (slow.from..slow.until).contains(&self.now)
+                            && slow.delay >= timeout
+                    });
+                if !self.nodes[node].crashed && !answered {
+                    self.stats.checks_failed += 1;
+                    let step = self.nodes[node]
+                        .membership
+                        .check_failed(&member, incarnation);
+                    self.apply(node, step);
+                }
+            }
             Event::Sync { from, to, message } => self.deliver_sync(from, to, message),
             Event::Deploy { node, app } => {
                 let wall = self.wall_ms(node);
@@ -553,6 +576,22 @@ impl Sim {
         if effects.changed {
             self.nodes[node].member_digest = None;
             self.nodes[node].quiet_since = self.now;
+        }
+        for (member, incarnation) in effects.checks {
+            self.stats.checks += 1;
+            let Some(&target) = self.by_addr.get(&member.addr) else {
+                continue;
+            };
+            let at = self.now + duration_micros(self.nodes[node].membership.check_timeout());
+            self.schedule(
+                at,
+                Event::CheckDue {
+                    node,
+                    target,
+                    member,
+                    incarnation,
+                },
+            );
         }
         let digests = self.digests(node);
         for (addr, packet) in effects.send {

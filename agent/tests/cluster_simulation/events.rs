@@ -123,6 +123,13 @@ pub enum Event {
         node: usize,
         timer: Timer<NodeId>,
     },
+    /// `gossip::Shell::check`'s timeout: `node`'s check of a member another suspects ends.
+    CheckDue {
+        node: usize,
+        target: usize,
+        member: NodeId,
+        incarnation: u16,
+    },
     Sync {
         from: usize,
         to: usize,

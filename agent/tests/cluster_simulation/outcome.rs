@@ -22,6 +22,9 @@ pub struct Stats {
     pub swim_to_crashed: u64,
     /// Datagrams to an address no node owns; should stay zero.
     pub swim_unroutable: u64,
+    /// Checks of a member another suspects, and how many of them failed (confirmations).
+    pub checks: u64,
+    pub checks_failed: u64,
     /// Errors from `handle_packet`/`handle_timer`/`announce`, by message. Counted, not fatal:
     /// the agent only logs them too.
     pub membership_errors: BTreeMap<String, u64>,
@@ -136,6 +139,10 @@ pub fn report(label: &str, scenario: &Scenario, outcome: &Outcome, elapsed: Dura
     println!(
         "  swim: {} datagrams sent, {} lost, {} to crashed nodes, {} unroutable",
         s.swim_sent, s.swim_lost, s.swim_to_crashed, s.swim_unroutable
+    );
+    println!(
+        "  checks of suspected members: {}, {} failed",
+        s.checks, s.checks_failed
     );
     println!(
         "  sync: {} messages sent ({} entries), {} lost, {} to crashed nodes; \
