@@ -13,6 +13,7 @@ use crate::cluster::membership::MemberState;
 use crate::cluster::replication::{StateDigest, Updates, Wanted};
 use crate::store::StoredApp;
 use crate::trust::authority::encode;
+use crate::trust::revocation::Revocation;
 use crate::trust::seal::Seal;
 use crate::trust::statement::{Map, Refusal, statement};
 use orchestrator::state::{Entry, Timestamp};
@@ -42,6 +43,18 @@ pub enum Request {
     Commit {
         write: Box<PendingWrite>,
         seal: Seal,
+    },
+    /// Admin: revoke the certificate with this serial. `entry` is the admin-sealed
+    /// revocation (see [`crate::trust::revocation`]); it is versioned by the admin's clock, as
+    /// a revocation is never overwritten.
+    Revoke {
+        serial: String,
+        entry: Entry<Revocation>,
+    },
+    /// The application writes this agent holds that were sealed with the certificate
+    /// `serial` (what a revocation of it would keep).
+    SealedBy {
+        serial: String,
     },
     GetApps,
     GetWorkloads,
@@ -149,6 +162,15 @@ pub enum Response {
     /// admin seals its [`PendingWrite::statement`] and sends it back as `Request::Commit`.
     Seal {
         write: PendingWrite,
+    },
+    /// The revocation is in the replicated state: every agent refuses the certificate as
+    /// soon as it hears of it.
+    Revoked {
+        name: String,
+        serial: String,
+    },
+    SealedBy {
+        apps: Vec<(String, Timestamp)>,
     },
 }
 
@@ -317,6 +339,9 @@ pub enum NodeState {
     Suspect,
     Dead,
     Left,
+    /// An admin revoked the certificate it last used; it is no member until it comes back
+    /// with a new one.
+    Revoked,
 }
 
 impl std::fmt::Display for NodeState {
@@ -336,6 +361,9 @@ pub struct NodeView {
     pub runtimes: Vec<String>,
     pub workloads: usize,
     pub version: String,
+    /// When the certificate its record is sealed with expires (seconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expires: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

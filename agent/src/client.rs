@@ -11,8 +11,12 @@ use quinn::{Connection, Endpoint};
 use crate::api::{Request, Response};
 use crate::cluster::identity::{ANY_AGENT_SERVER_NAME, Credentials};
 use crate::cluster::tls::{TlsError, interactive_client_config};
+use crate::trust::authority::encode;
+use crate::trust::revocation::Revocation;
 use crate::trust::seal::Sealer;
+use crate::trust::statement::{Map, statement};
 use crate::wire::{WireError, read_frame, write_frame};
+use orchestrator::state::{Entry, Timestamp};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -137,6 +141,50 @@ impl Client {
             }
             other => Ok(other),
         }
+    }
+
+    /// Revokes the certificate with `serial`, held by `name`: seals the revocation with this
+    /// client's key (an admin's, or every agent refuses it) and hands it to the agent. `keep`
+    /// lists the application writes sealed with it that stay valid.
+    pub async fn revoke(
+        &self,
+        name: &str,
+        serial: &str,
+        keep: Vec<(String, Timestamp)>,
+    ) -> Result<Response, ClientError> {
+        let seal_error = |reason: String| ClientError::Seal {
+            agent: self.agent,
+            reason,
+        };
+        let sealer = self
+            .sealer
+            .as_ref()
+            .ok_or_else(|| seal_error("this certificate's key cannot sign".into()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let revocation = Revocation {
+            name: name.to_string(),
+            revoked_at_ms: now,
+            keep,
+        };
+        // A revocation is never overwritten, so the admin's own clock versions it.
+        let version = Timestamp {
+            wall_ms: now,
+            logical: 0,
+            node: sealer.name().to_string(),
+        };
+        let signed = statement(Map::Revocations, serial, &version, Some(&revocation))
+            .map_err(|e| seal_error(e.to_string()))?;
+        let seal = sealer
+            .seal(&signed)
+            .map_err(|e| seal_error(e.to_string()))?;
+        let entry = Entry::live(revocation, version).sealed(encode(&seal));
+        self.exchange(&Request::Revoke {
+            serial: serial.to_string(),
+            entry,
+        })
+        .await
     }
 
     async fn exchange(&self, request: &Request) -> Result<Response, ClientError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::cluster::gossip::Gossip;
-use agent::cluster::identity::{Credentials, is_dns_label};
+use agent::cluster::identity::{self, Credentials, is_dns_label};
 use agent::cluster::membership::{Membership, NodeId, Timings};
 use agent::cluster::replication::ReplicatedState;
 use agent::cluster::tls;
@@ -129,7 +129,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Application writes must carry an admin's seal checked against the cluster CA, on every
     // path into the replica, this store included.
     // This node's own record is sealed with its key; others' must carry theirs.
+    // Revoked certificates are refused by the replica (seals) and by TLS (handshakes) alike.
     let authority = Authority::new(creds.ca.clone());
+    let revoked = authority.revoked().clone();
     let sealer = Sealer::new(&creds).context("the node key cannot sign")?;
     let state = ReplicatedState::open(
         store.db(),
@@ -146,9 +148,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ContainerRuntime::detect(&args.name).await
     };
 
-    let mut endpoint = quinn::Endpoint::server(tls::server_config(&creds)?, args.listen)
+    let mut endpoint = quinn::Endpoint::server(tls::server_config(&creds, &revoked)?, args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    endpoint.set_default_client_config(tls::client_config(&creds)?);
+    endpoint.set_default_client_config(tls::client_config(&creds, &revoked)?);
     let (inbound_tx, inbound) = mpsc::channel(1024);
     let (peers, dialled) = Peers::new(endpoint.clone(), inbound_tx);
     let wake = Arc::new(Notify::new());
@@ -217,6 +219,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let anti_entropy = tokio::spawn(sync::run(node.clone()));
     let spread = tokio::spawn(sync::spread(node.clone()));
     let sweeper = tokio::spawn(node.clone().sweep_containers());
+    let expiry = identity::expires_at(creds.chain[0].as_ref());
+    tokio::spawn(warn_before_expiry(args.name.clone(), expiry));
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -238,4 +242,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     api.abort();
     endpoint.wait_idle().await;
     Ok(())
+}
+
+/// Logs a warning about this node's certificate at start and twice a day while it is within
+/// 30 days of expiring (see [`agent::trust::expiry`]).
+async fn warn_before_expiry(name: String, expires_at: Option<i64>) {
+    let Some(expires_at) = expires_at else {
+        tracing::warn!("this node's certificate carries no readable expiry");
+        return;
+    };
+    loop {
+        let now = now_ms() as i64 / 1000;
+        if let Some(warning) = agent::trust::expiry::warning(&name, expires_at, now) {
+            tracing::warn!("{warning}");
+        }
+        tokio::time::sleep(Duration::from_secs(12 * 3600)).await;
+    }
 }

@@ -222,7 +222,7 @@ impl Node {
     /// This agent's view of the cluster and the plan it implies.
     pub fn view(&self) -> View {
         let members = self.gossip.members.borrow().clone();
-        let (apps, node_records, records) = self.state.read(|r| {
+        let (apps, node_records, records, revoked) = self.state.read(|r| {
             let apps: Vec<StoredApp> = r.apps.iter().map(|(_, a)| a.clone()).collect();
             let nodes: Vec<NodeRecord> = r.nodes.iter().map(|(_, n)| n.clone()).collect();
             let records: BTreeMap<String, WorkloadRecord> = r
@@ -230,7 +230,9 @@ impl Node {
                 .iter()
                 .map(|(k, w)| (k.clone(), w.clone()))
                 .collect();
-            (apps, nodes, records)
+            let revoked: BTreeSet<String> =
+                r.revocations.iter().map(|(_, v)| v.name.clone()).collect();
+            (apps, nodes, records, revoked)
         });
         let mut nodes: BTreeMap<String, (NodeState, NodeRecord)> = BTreeMap::new();
         for record in node_records {
@@ -252,9 +254,11 @@ impl Node {
             (NodeState::Alive, self.record(false)),
         );
         // Members whose record has not arrived yet: alive, but not schedulable until it does.
+        // A member with a revoked certificate and no record under a newer one is no member at
+        // all: it counts as gone before the failure detector finds it unreachable.
         let mut unrecorded = BTreeSet::new();
         for (name, (id, liveness)) in &members {
-            if nodes.contains_key(name) || *liveness == Liveness::Down {
+            if nodes.contains_key(name) || *liveness == Liveness::Down || revoked.contains(name) {
                 continue;
             }
             let state = if *liveness == Liveness::Suspect {

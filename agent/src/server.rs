@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use orchestrator::parse_application;
+use orchestrator::state::Entry;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use rustls::pki_types::CertificateDer;
 
 use crate::api::{DeployOutcome, ErrorKind, PendingWrite, Request, Response};
 use crate::cluster::identity::Role;
@@ -16,6 +18,8 @@ use crate::cluster::transport::Dialled;
 use crate::logs::now_ms;
 use crate::node::{Node, VERSION};
 use crate::store::{StoreError, StoredApp};
+use crate::trust::authority::Authority;
+use crate::trust::revocation::{Revocation, Revoked, is_serial};
 use crate::trust::seal::Seal;
 use crate::trust::statement::Map;
 use crate::wire::{WireError, read_frame, write_frame};
@@ -53,6 +57,12 @@ async fn serve_connection(connection: Connection, node: Arc<Node>) {
         connection.close(1u32.into(), b"unknown peer identity");
         return;
     };
+    if let Some(revoked) = node
+        .state
+        .read(|r| r.authority.as_ref().map(|a| a.revoked().clone()))
+    {
+        tokio::spawn(close_when_revoked(connection.clone(), revoked));
+    }
     while let Ok((send, recv)) = connection.accept_bi().await {
         let node = node.clone();
         let role = role.clone();
@@ -61,6 +71,30 @@ async fn serve_connection(connection: Connection, node: Arc<Node>) {
                 tracing::debug!(peer = role.name(), "request stream: {e}");
             }
         });
+    }
+}
+
+/// Closes `connection` once its peer's certificate is revoked. New handshakes with it are
+/// refused by the TLS verifiers; this ends the connections made before.
+async fn close_when_revoked(connection: Connection, revoked: Revoked) {
+    let Some(leaf) = connection
+        .peer_identity()
+        .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| chain.first().cloned())
+    else {
+        return;
+    };
+    let mut changes = revoked.subscribe();
+    loop {
+        if revoked.certificate(leaf.as_ref()) {
+            tracing::info!(peer = %connection.remote_address(), "closing a connection whose certificate was revoked");
+            connection.close(2u32.into(), b"certificate revoked");
+            return;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = connection.closed() => return,
+        }
     }
 }
 
@@ -110,6 +144,24 @@ async fn serve_stream(
                 forbidden(role, "write applications")
             }
         }
+        Request::Revoke { serial, entry } => {
+            if role.may_mutate() {
+                revoke(node, serial, entry).await
+            } else {
+                forbidden(role, "revoke certificates")
+            }
+        }
+        Request::SealedBy { serial } => Response::SealedBy {
+            apps: node.state.read(|r| {
+                r.apps
+                    .entries()
+                    .filter(|(_, entry)| {
+                        Authority::sealed_with(*entry).is_some_and(|s| s == serial)
+                    })
+                    .map(|(name, entry)| (name.clone(), entry.version.clone()))
+                    .collect()
+            }),
+        },
         Request::GetApps => Response::Apps {
             apps: node.app_views(),
         },
@@ -216,6 +268,45 @@ async fn deploy(node: &Arc<Node>, file: &str, source: &str) -> Response {
 
 /// Applies an admin-sealed application write (the second step of a deploy or a deletion) after
 /// the same check every replica runs on every application write it receives.
+/// Takes in an admin's sealed revocation and spreads it.
+async fn revoke(node: &Arc<Node>, serial: String, entry: Entry<Revocation>) -> Response {
+    if !is_serial(&serial) {
+        return error(
+            ErrorKind::Invalid,
+            format!("{serial:?} is not a certificate serial (lowercase hex)"),
+        );
+    }
+    let Some(revocation) = entry.value.clone() else {
+        return error(ErrorKind::Invalid, "a revocation cannot be deleted");
+    };
+    let now = now_ms();
+    if let Some(authority) = node.state.read(|r| r.authority.clone())
+        && let Err(why) = authority.check(Map::Revocations, &serial, &entry, now)
+    {
+        return error(
+            ErrorKind::Forbidden,
+            format!("the revocation of {serial} is refused: {why}"),
+        );
+    }
+    let updates = Updates {
+        revocations: vec![(serial.clone(), entry)],
+        ..Updates::default()
+    };
+    let changed = match node.state.change(true, |r| r.merge(&updates, now)).await {
+        Ok(changed) => changed,
+        Err(e) => return internal(e),
+    };
+    if !changed.is_empty() {
+        tracing::warn!(name = %revocation.name, %serial, "certificate revoked");
+        node.spread(changed);
+        node.wake();
+    }
+    Response::Revoked {
+        name: revocation.name,
+        serial,
+    }
+}
+
 async fn commit(node: &Arc<Node>, write: PendingWrite, seal: &Seal) -> Response {
     let entry = write.entry(seal);
     let now = now_ms();

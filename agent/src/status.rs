@@ -3,24 +3,38 @@
 //! Presentation only: everything here reads the [`View`] the node computes and the local
 //! waiting reasons; nothing decides or changes anything.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use orchestrator::plan::Plan;
 
 use orchestrator::learner_link::LearnerProgress;
 
 use crate::api::{
-    AppDetail, AppStatus, AppView, ComponentDetail, LearningSummary, NodeDetail, NodeView,
-    WorkloadState, WorkloadView,
+    AppDetail, AppStatus, AppView, ComponentDetail, LearningSummary, NodeDetail, NodeState,
+    NodeView, WorkloadState, WorkloadView,
 };
+use crate::cluster::identity::expires_at;
 use crate::cluster::replication::{WorkloadRecord, workload_key};
 use crate::node::{Node, View};
 use crate::store::StoredApp;
+use crate::trust::authority::Authority;
 
 impl Node {
+    /// Every node with a record, then every revoked name that has none (a node whose
+    /// certificate was revoked and that has not come back with a new one).
     pub fn node_views(&self) -> Vec<NodeView> {
         let view = self.view();
-        view.nodes
+        let expiries: BTreeMap<String, i64> = self.state.read(|r| {
+            r.nodes
+                .entries()
+                .filter_map(|(name, entry)| {
+                    let certificate = Authority::certificate_of(entry)?;
+                    Some((name.clone(), expires_at(&certificate)?))
+                })
+                .collect()
+        });
+        let mut views: Vec<NodeView> = view
+            .nodes
             .iter()
             .map(|(name, (state, record))| NodeView {
                 name: name.clone(),
@@ -31,8 +45,31 @@ impl Node {
                 runtimes: record.info.runtimes.iter().cloned().collect(),
                 workloads: view.plan.for_node(name).count(),
                 version: record.version.clone(),
+                certificate_expires: expiries.get(name).copied(),
             })
-            .collect()
+            .collect();
+        let revoked: BTreeSet<String> = self.state.read(|r| {
+            r.revocations
+                .iter()
+                .map(|(_, revocation)| revocation.name.clone())
+                .collect()
+        });
+        for name in revoked {
+            if !view.nodes.contains_key(&name) {
+                views.push(NodeView {
+                    name,
+                    address: "-".into(),
+                    state: NodeState::Revoked,
+                    labels: Default::default(),
+                    capacity: Default::default(),
+                    runtimes: Vec::new(),
+                    workloads: 0,
+                    version: "-".into(),
+                    certificate_expires: None,
+                });
+            }
+        }
+        views
     }
 
     pub fn describe_node(&self, name: &str) -> Option<NodeDetail> {

@@ -146,6 +146,59 @@ async fn wait_until_running(
     }
 }
 
+/// `cluster revoke`: the applications the certificate sealed stay valid unless `invalidate`.
+pub async fn revoke(
+    client: &Client,
+    name: &str,
+    serial: &str,
+    invalidate: bool,
+) -> anyhow::Result<()> {
+    let sealed = match client
+        .request(&Request::SealedBy {
+            serial: serial.to_string(),
+        })
+        .await?
+    {
+        Response::SealedBy { apps } => apps,
+        other => return Err(unexpected(other)),
+    };
+    let keep = if invalidate {
+        Vec::new()
+    } else {
+        sealed.clone()
+    };
+    match client.revoke(name, serial, keep).await? {
+        Response::Revoked { name, serial } => {
+            println!(
+                "revoked the certificate of {name} (serial {serial}); agents refuse it as they \
+                 hear of it"
+            );
+            if !sealed.is_empty() {
+                let apps: Vec<&str> = sealed.iter().map(|(app, _)| app.as_str()).collect();
+                if invalidate {
+                    println!(
+                        "dropped the applications whose current version it wrote: {}; deploy \
+                         them again to keep them",
+                        apps.join(", ")
+                    );
+                } else {
+                    println!(
+                        "kept the applications whose current version it wrote: {} (--invalidate \
+                         drops them)",
+                        apps.join(", ")
+                    );
+                }
+            }
+            println!(
+                "to let {name} back in, issue it a new certificate (`gossipctl cluster add-node \
+                 {name}` or `add-admin {name}`)"
+            );
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
 pub async fn delete_app(
     client: &Client,
     name: &str,

@@ -51,10 +51,11 @@ pub async fn up(dir: &Path, nodes: usize) -> anyhow::Result<()> {
     // Certificates first, so the agents start close together and find each other at once.
     for name in &names {
         if !cluster::node_certs_dir(dir, name).exists() {
-            cluster::add_node(dir, name)?;
+            cluster::add_node(dir, name, agent::cluster::identity::DEFAULT_VALIDITY)?;
         }
     }
     let mut started = 0;
+    let mut fresh = BTreeSet::new();
     for ((index, name), &address) in (1..=nodes).zip(&names).zip(&addresses) {
         let home = node_dir(dir, index);
         if running_pid(&home).is_some() {
@@ -78,6 +79,7 @@ pub async fn up(dir: &Path, nodes: usize) -> anyhow::Result<()> {
         };
         agent.spawn(&gossipd)?;
         started += 1;
+        fresh.insert(name.clone());
     }
     let config_path = dir.join(CONFIG_FILE);
     let mut config = Config::load(&config_path)?;
@@ -86,14 +88,28 @@ pub async fn up(dir: &Path, nodes: usize) -> anyhow::Result<()> {
 
     let creds = config.credentials(&config_path)?;
     let bar = progress::bar(nodes as u64, "waiting for the agents to form a cluster");
-    if let Err(missing) = wait_for_cluster(&addresses, &names, &creds, &bar).await {
-        bar.abandon();
-        bail!(
-            "{} at {} did not join the cluster within {START_TIMEOUT:?}; see {}",
-            names[missing],
-            addresses[missing],
-            node_dir(dir, missing + 1).join("gossipd.log").display()
-        );
+    match wait_for_cluster(&addresses, &names, &fresh, &creds, &bar).await {
+        Ok(()) => {}
+        Err(Missing::Revoked(missing)) => {
+            bar.abandon();
+            bail!(
+                "{name}'s certificate is revoked, so it cannot join; the other agents are up. \
+                 To bring it back: gossipctl cluster add-node {name} --dir {dir}, stop its agent \
+                 (kill $(cat {pid})), and run up again",
+                name = names[missing],
+                dir = dir.display(),
+                pid = node_dir(dir, missing + 1).join("gossipd.pid").display()
+            );
+        }
+        Err(Missing::Late(missing)) => {
+            bar.abandon();
+            bail!(
+                "{} at {} did not join the cluster within {START_TIMEOUT:?}; see {}",
+                names[missing],
+                addresses[missing],
+                node_dir(dir, missing + 1).join("gossipd.log").display()
+            );
+        }
     }
     bar.finish_and_clear();
     let config_display = std::path::absolute(&config_path).unwrap_or(config_path);
@@ -109,16 +125,26 @@ pub async fn up(dir: &Path, nodes: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until one agent sees every named agent alive, and returns the position of the first
+/// Waits until one agent sees every named agent alive (giving up at once on one that was
+/// already running and is revoked), and returns the position of the first
 /// missing one if that takes longer than [`START_TIMEOUT`]. Membership is itself proof that an agent answers
 /// (members probe each other over mutual TLS, and an agent serves before it joins), and
 /// asking one agent spares fifty starting agents fifty more handshakes.
+/// Why [`wait_for_cluster`] gave up, with the position of the agent concerned.
+enum Missing {
+    /// Its certificate is revoked: it will never join.
+    Revoked(usize),
+    /// It had not joined by the deadline.
+    Late(usize),
+}
+
 async fn wait_for_cluster(
     addresses: &[SocketAddr],
     names: &[String],
+    fresh: &BTreeSet<String>,
     creds: &Credentials,
     bar: &indicatif::ProgressBar,
-) -> Result<(), usize> {
+) -> Result<(), Missing> {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut client = None;
     let mut missing = 0;
@@ -131,6 +157,16 @@ async fn wait_for_cluster(
         };
         match agent.request(&Request::GetNodes).await {
             Ok(Response::Nodes { nodes }) => {
+                // An agent started just now runs the certificate in its directory, perhaps a new
+                // one issued after a revocation that the others still list until it joins.
+                if let Some(revoked) = names.iter().position(|name| {
+                    !fresh.contains(name)
+                        && nodes
+                            .iter()
+                            .any(|n| &n.name == name && n.state == NodeState::Revoked)
+                }) {
+                    return Err(Missing::Revoked(revoked));
+                }
                 let alive: BTreeSet<&str> = nodes
                     .iter()
                     .filter(|n| n.state == NodeState::Alive)
@@ -148,7 +184,7 @@ async fn wait_for_cluster(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(missing)
+    Err(Missing::Late(missing))
 }
 
 pub fn down(dir: &Path) -> anyhow::Result<()> {

@@ -110,11 +110,40 @@ enum ClusterCommand {
         #[arg(long = "agent")]
         agents: Vec<std::net::SocketAddr>,
     },
-    /// Issue a node certificate bundle under DIR/NAME/certs.
+    /// Issue a node certificate bundle under DIR/NAME/certs (a fresh certificate, with a new
+    /// serial, when NAME had one before).
     AddNode {
         name: String,
         #[arg(long, default_value = DEFAULT_CLUSTER_DIR)]
         dir: PathBuf,
+        /// How long the certificate is valid (agents warn 30 days before it expires).
+        #[arg(long, default_value = "365days", value_parser = humantime::parse_duration)]
+        valid_for: Duration,
+    },
+    /// Issue another admin credential under DIR/NAME (admin.crt, admin.key, ca.crt and a
+    /// config.yaml to point the CLI at).
+    AddAdmin {
+        name: String,
+        #[arg(long, default_value = DEFAULT_CLUSTER_DIR)]
+        dir: PathBuf,
+        /// How long the certificate is valid.
+        #[arg(long, default_value = "365days", value_parser = humantime::parse_duration)]
+        valid_for: Duration,
+    },
+    /// Revoke NAME's certificate (a node's or an admin's): every agent refuses it, a node's
+    /// record is dropped and its replicas placed elsewhere. The serial is read from
+    /// DIR/NAME/certs/node.crt or DIR/NAME/admin.crt unless given.
+    Revoke {
+        name: String,
+        #[arg(long, default_value = DEFAULT_CLUSTER_DIR)]
+        dir: PathBuf,
+        /// The certificate's serial (hex), for a certificate not kept under DIR.
+        #[arg(long)]
+        serial: Option<String>,
+        /// Also drop the applications whose current version this certificate signed (an
+        /// admin's); by default they stay.
+        #[arg(long)]
+        invalidate: bool,
     },
 }
 
@@ -182,13 +211,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 dir.join(config::CONFIG_FILE).display()
             );
         }
-        Command::Cluster(ClusterCommand::AddNode { name, dir }) => {
-            let certs = cluster::add_node(&dir, &name)?;
+        Command::Cluster(ClusterCommand::AddNode {
+            name,
+            dir,
+            valid_for,
+        }) => {
+            let certs = cluster::add_node(&dir, &name, valid_for)?;
             println!(
                 "node bundle written to {}; start the agent with: gossipd --name {name} --certs {} --data-dir DATA --listen ADDR",
                 certs.display(),
                 certs.display()
             );
+        }
+        Command::Cluster(ClusterCommand::AddAdmin {
+            name,
+            dir,
+            valid_for,
+        }) => {
+            let home = cluster::add_admin(&dir, &name, valid_for)?;
+            println!(
+                "admin credentials for {name} written to {}; use them with:\n  export GOSSIPCTL_CONFIG={}",
+                home.display(),
+                std::path::absolute(home.join(config::CONFIG_FILE))
+                    .unwrap_or_else(|_| home.join(config::CONFIG_FILE))
+                    .display()
+            );
+        }
+        Command::Cluster(ClusterCommand::Revoke {
+            name,
+            dir,
+            serial,
+            invalidate,
+        }) => {
+            let serial = cluster::serial_to_revoke(&dir, &name, serial)?;
+            let client = commands::connect(config).await?;
+            commands::revoke(&client, &name, &serial, invalidate).await?;
+            client.close().await;
         }
         Command::Up { nodes, dir } => local::up(&dir, nodes).await?,
         Command::Down { dir } => local::down(&dir)?,

@@ -107,7 +107,7 @@ pub fn nodes(nodes: &[NodeView], format: Format) -> String {
         "WORKLOADS",
     ];
     if format == Format::Wide {
-        header.extend(["RUNTIMES", "VERSION"]);
+        header.extend(["RUNTIMES", "VERSION", "CERTIFICATE EXPIRES"]);
     }
     table(
         &header,
@@ -123,7 +123,10 @@ pub fn nodes(nodes: &[NodeView], format: Format) -> String {
                 n.workloads.to_string(),
             ];
             if format == Format::Wide {
-                row.extend([n.runtimes.join(","), n.version.clone()]);
+                let expires = n
+                    .certificate_expires
+                    .map_or_else(|| "-".to_string(), agent::trust::expiry::date);
+                row.extend([n.runtimes.join(","), n.version.clone(), expires]);
             }
             row
         }),

@@ -31,6 +31,13 @@ pub const ADMIN_KEY_FILE: &str = "admin.key";
 pub const NODE_CERT_FILE: &str = "node.crt";
 pub const NODE_KEY_FILE: &str = "node.key";
 
+/// How long node and admin certificates are valid by default: a year, after which agents refuse
+/// them in handshakes and seals alike. Agents warn [`EXPIRY_WARNING`] ahead. (The CA itself
+/// does not expire; replacing it means a new cluster.)
+pub const DEFAULT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+/// How long before its certificate expires an agent starts warning.
+pub const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("{path}: {source}")]
@@ -193,21 +200,43 @@ impl ClusterCa {
         Ok(ClusterCa { cert_pem, issuer })
     }
 
-    /// Issues the admin client certificate into `dir` (`admin.crt`, `admin.key`).
+    /// Issues the admin client certificate into `dir` (`admin.crt`, `admin.key`), valid for
+    /// [`DEFAULT_VALIDITY`].
     pub fn issue_admin(&self, dir: &Path) -> Result<(), IdentityError> {
-        let (cert, key) = self.sign("admin", ADMIN_ORGANIZATION, vec![])?;
+        self.issue_admin_named("admin", dir, DEFAULT_VALIDITY)
+    }
+
+    /// Issues admin credentials for `name` into `dir`: `ca.crt`, `admin.crt`, `admin.key`.
+    pub fn issue_admin_named(
+        &self,
+        name: &str,
+        dir: &Path,
+        validity: std::time::Duration,
+    ) -> Result<(), IdentityError> {
+        let (cert, key) = self.sign(name, ADMIN_ORGANIZATION, vec![], validity)?;
+        write_public(&dir.join(CA_CERT_FILE), &self.cert_pem)?;
         write_public(&dir.join(ADMIN_CERT_FILE), &cert)?;
         write_secret(&dir.join(ADMIN_KEY_FILE), &key)
     }
 
     /// Issues a node bundle into `dir`: `ca.crt`, `node.crt` and `node.key`, everything an
-    /// agent needs to join the cluster.
+    /// agent needs to join the cluster, valid for [`DEFAULT_VALIDITY`].
     pub fn issue_node(&self, name: &str, dir: &Path) -> Result<(), IdentityError> {
+        self.issue_node_for(name, dir, DEFAULT_VALIDITY)
+    }
+
+    /// [`ClusterCa::issue_node`] with a certificate valid for `validity` from now.
+    pub fn issue_node_for(
+        &self,
+        name: &str,
+        dir: &Path,
+        validity: std::time::Duration,
+    ) -> Result<(), IdentityError> {
         if !is_dns_label(name) {
             return Err(IdentityError::InvalidName(name.to_string()));
         }
         let sans = vec![name.to_string(), ANY_AGENT_SERVER_NAME.to_string()];
-        let (cert, key) = self.sign(name, NODE_ORGANIZATION, sans)?;
+        let (cert, key) = self.sign(name, NODE_ORGANIZATION, sans, validity)?;
         fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
             path: dir.to_path_buf(),
             source,
@@ -217,14 +246,22 @@ impl ClusterCa {
         write_secret(&dir.join(NODE_KEY_FILE), &key)
     }
 
-    /// Signs a certificate for `common_name` in `organization`; returns (cert PEM, key PEM).
+    /// Signs a certificate for `common_name` in `organization`, valid from an hour ago (clocks
+    /// differ) for `validity`; returns (cert PEM, key PEM).
     fn sign(
         &self,
         common_name: &str,
         organization: &str,
         sans: Vec<String>,
+        validity: std::time::Duration,
     ) -> Result<(String, String), IdentityError> {
         let mut params = CertificateParams::new(sans)?;
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let now = rcgen::date_time_ymd(1970, 1, 1) + since_epoch;
+        params.not_before = now - std::time::Duration::from_secs(3600);
+        params.not_after = now + validity;
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
@@ -241,6 +278,12 @@ impl ClusterCa {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
+}
+
+/// When the certificate `der` stops being valid, in seconds since the Unix epoch.
+pub fn expires_at(der: &[u8]) -> Option<i64> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(certificate.validity().not_after.timestamp())
 }
 
 /// DNS-1123 label: what Kubernetes accepts as a node or object name.
@@ -318,6 +361,29 @@ mod tests {
                 name: "node-1".into()
             })
         );
+    }
+
+    #[test]
+    fn certificates_expire_after_their_validity() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::create(dir.path(), "test").unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        ca.issue_node("node-1", &dir.path().join("n1")).unwrap();
+        let year = Credentials::load_node(&dir.path().join("n1")).unwrap();
+        let expiry = expires_at(year.chain[0].as_ref()).unwrap();
+        assert!(
+            (expiry - now - 365 * 24 * 3600).abs() < 60,
+            "{expiry} vs {now}"
+        );
+        let short = std::time::Duration::from_secs(20 * 24 * 3600);
+        ca.issue_node_for("node-2", &dir.path().join("n2"), short)
+            .unwrap();
+        let soon = Credentials::load_node(&dir.path().join("n2")).unwrap();
+        let expiry = expires_at(soon.chain[0].as_ref()).unwrap();
+        assert!((expiry - now - 20 * 24 * 3600).abs() < 60);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::WorkloadState;
 use crate::store::{StoreError, StoredApp};
 use crate::trust::authority::{Authority, encode};
+use crate::trust::revocation::Revocation;
 use crate::trust::seal::Sealer;
 use crate::trust::statement::{Map, statement};
 
@@ -67,22 +68,28 @@ pub struct Updates {
     pub nodes: Vec<(String, Entry<NodeRecord>)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<(String, Entry<WorkloadRecord>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revocations: Vec<(String, Entry<Revocation>)>,
 }
 
 impl Updates {
     pub fn is_empty(&self) -> bool {
-        self.apps.is_empty() && self.nodes.is_empty() && self.workloads.is_empty()
+        self.apps.is_empty()
+            && self.nodes.is_empty()
+            && self.workloads.is_empty()
+            && self.revocations.is_empty()
     }
 
-    /// Entries in all three maps.
+    /// Entries in all maps.
     pub fn len(&self) -> usize {
-        self.apps.len() + self.nodes.len() + self.workloads.len()
+        self.apps.len() + self.nodes.len() + self.workloads.len() + self.revocations.len()
     }
 
     pub fn extend(&mut self, other: Updates) {
         self.apps.extend(other.apps);
         self.nodes.extend(other.nodes);
         self.workloads.extend(other.workloads);
+        self.revocations.extend(other.revocations);
     }
 }
 
@@ -92,6 +99,8 @@ pub struct StateDigest {
     pub apps: Digest,
     pub nodes: Digest,
     pub workloads: Digest,
+    #[serde(default)]
+    pub revocations: Digest,
 }
 
 /// Keys one side wants from the other.
@@ -100,11 +109,16 @@ pub struct Wanted {
     pub apps: Vec<String>,
     pub nodes: Vec<String>,
     pub workloads: Vec<String>,
+    #[serde(default)]
+    pub revocations: Vec<String>,
 }
 
 impl Wanted {
     pub fn is_empty(&self) -> bool {
-        self.apps.is_empty() && self.nodes.is_empty() && self.workloads.is_empty()
+        self.apps.is_empty()
+            && self.nodes.is_empty()
+            && self.workloads.is_empty()
+            && self.revocations.is_empty()
     }
 }
 
@@ -115,12 +129,19 @@ pub struct Replica {
     pub apps: LwwMap<StoredApp>,
     pub nodes: LwwMap<NodeRecord>,
     pub workloads: LwwMap<WorkloadRecord>,
+    /// Revoked certificates by serial: admin-sealed, never deleted (see
+    /// [`crate::trust::revocation`]).
+    pub revocations: LwwMap<Revocation>,
     /// Checks seals before any write is merged: applications must be an admin's, node
     /// records their own node's. A running agent always has one; pure tests and the cluster
     /// simulation run without.
     pub authority: Option<Authority>,
     /// Seals this node's own record (a running agent's node key).
     pub sealer: Option<Arc<Sealer>>,
+    /// Node records and applications purged by revocations since the store last removed them
+    /// from disk.
+    pub purged_nodes: Vec<String>,
+    pub purged_apps: Vec<String>,
 }
 
 /// Whether `authority` (if any) accepts a write of `key` in `map`; logs a refusal.
@@ -141,6 +162,7 @@ fn admitted<V: Serialize>(
                 Map::Apps => "an application write",
                 Map::Nodes => "a node record",
                 Map::Workloads => "a workload status",
+                Map::Revocations => "a revocation",
             };
             tracing::warn!(%key, version = ?entry.version, "dropped {what}: {why}");
             false
@@ -205,8 +227,11 @@ impl Replica {
             apps: LwwMap::new(),
             nodes: LwwMap::new(),
             workloads: LwwMap::new(),
+            revocations: LwwMap::new(),
             authority: None,
             sealer: None,
+            purged_nodes: Vec::new(),
+            purged_apps: Vec::new(),
         }
     }
 
@@ -271,8 +296,27 @@ impl Replica {
         }
     }
 
-    /// Merges a peer's entries; returns the ones that changed this replica.
+    /// Merges a peer's entries; returns the ones that changed this replica. Revocations go
+    /// first, so a batch that carries a revocation and entries sealed with the revoked
+    /// certificate never admits the latter.
     pub fn merge(&mut self, updates: &Updates, wall_ms: u64) -> Updates {
+        let revocations = merge_into(
+            &mut self.revocations,
+            &mut self.clock,
+            &updates.revocations,
+            wall_ms,
+            |key, entry| {
+                entry.value.is_some()
+                    && admitted(
+                        self.authority.as_ref(),
+                        Map::Revocations,
+                        key,
+                        entry,
+                        wall_ms,
+                    )
+            },
+        );
+        self.apply_revocations(&revocations);
         let authority = self.authority.as_ref();
         Updates {
             apps: merge_into(
@@ -296,7 +340,42 @@ impl Replica {
                 wall_ms,
                 |_, _| true,
             ),
+            revocations,
         }
+    }
+
+    /// Takes in newly accepted revocations: their serials join the authority's revoked set,
+    /// and entries sealed with a revoked certificate are purged: node records, and application
+    /// writes the revocation does not keep (they were never trustworthy; nothing replaces them
+    /// until the node comes back with a new certificate, or an admin deploys again). Purged
+    /// keys are left in `purged_nodes` and `purged_apps` for the store.
+    pub fn apply_revocations(&mut self, accepted: &[(String, Entry<Revocation>)]) {
+        let Some(authority) = self.authority.as_ref() else {
+            return;
+        };
+        let mut new = false;
+        for (serial, entry) in accepted {
+            if let Some(revocation) = &entry.value {
+                new |= authority.revoked().insert(serial, revocation);
+            }
+        }
+        if !new {
+            return;
+        }
+        let nodes = self
+            .nodes
+            .purge(|key, entry| authority.void(Map::Nodes, key, entry));
+        for name in &nodes {
+            tracing::warn!(node = %name, "dropped the record of a node whose certificate was revoked");
+        }
+        let apps = self
+            .apps
+            .purge(|key, entry| authority.void(Map::Apps, key, entry));
+        for name in &apps {
+            tracing::warn!(app = %name, "dropped an application written with a revoked certificate");
+        }
+        self.purged_nodes.extend(nodes);
+        self.purged_apps.extend(apps);
     }
 
     /// Equal fingerprints mean equal versions everywhere: a converged pair of agents exchanges
@@ -306,6 +385,7 @@ impl Replica {
             self.apps.fingerprint(),
             self.nodes.fingerprint(),
             self.workloads.fingerprint(),
+            self.revocations.fingerprint(),
         ];
         let bytes: Vec<u8> = parts.iter().flat_map(|p| p.to_le_bytes()).collect();
         xxhash_rust::xxh3::xxh3_64(&bytes)
@@ -316,6 +396,7 @@ impl Replica {
             apps: self.apps.digest(),
             nodes: self.nodes.digest(),
             workloads: self.workloads.digest(),
+            revocations: self.revocations.digest(),
         }
     }
 
@@ -325,11 +406,13 @@ impl Replica {
             apps: self.apps.newer_than(&theirs.apps),
             nodes: self.nodes.newer_than(&theirs.nodes),
             workloads: self.workloads.newer_than(&theirs.workloads),
+            revocations: self.revocations.newer_than(&theirs.revocations),
         };
         let wanted = Wanted {
             apps: self.apps.wanted_from(&theirs.apps),
             nodes: self.nodes.wanted_from(&theirs.nodes),
             workloads: self.workloads.wanted_from(&theirs.workloads),
+            revocations: self.revocations.wanted_from(&theirs.revocations),
         };
         (updates, wanted)
     }
@@ -339,6 +422,7 @@ impl Replica {
             apps: self.apps.entries_for(&wanted.apps),
             nodes: self.nodes.entries_for(&wanted.nodes),
             workloads: self.workloads.entries_for(&wanted.workloads),
+            revocations: self.revocations.entries_for(&wanted.revocations),
         }
     }
 
@@ -354,6 +438,7 @@ impl Replica {
 const APPS: &str = "replicated/apps";
 const NODES: &str = "replicated/nodes";
 const WORKLOADS: &str = "replicated/workloads";
+const REVOCATIONS: &str = "replicated/revocations";
 
 /// The replica behind a lock, with every change written to sled.
 pub struct ReplicatedState {
@@ -365,6 +450,7 @@ pub struct ReplicatedState {
     apps: sled::Tree,
     nodes: sled::Tree,
     workloads: sled::Tree,
+    revocations: sled::Tree,
 }
 
 fn load<V: DeserializeOwned + Clone + PartialEq + Serialize>(
@@ -420,7 +506,21 @@ impl ReplicatedState {
         let apps = db.open_tree(APPS)?;
         let nodes = db.open_tree(NODES)?;
         let workloads = db.open_tree(WORKLOADS)?;
+        let revocations = db.open_tree(REVOCATIONS)?;
         let mut replica = Replica::new(node);
+        // Revocations first: what they revoke is refused below like anything received.
+        load(
+            &revocations,
+            &mut replica.revocations,
+            &mut replica.clock,
+            wall_ms,
+            |key, entry| admitted(authority.as_ref(), Map::Revocations, key, entry, wall_ms),
+        )?;
+        if let Some(authority) = &authority {
+            for (serial, revocation) in replica.revocations.iter() {
+                authority.revoked().insert(serial, revocation);
+            }
+        }
         load(
             &apps,
             &mut replica.apps,
@@ -463,6 +563,7 @@ impl ReplicatedState {
             apps,
             nodes,
             workloads,
+            revocations,
         })
     }
 
@@ -492,12 +593,25 @@ impl ReplicatedState {
         Ok(updates)
     }
 
-    /// Runs `change` under the lock and publishes the fingerprint it leaves.
+    /// Runs `change` under the lock and publishes the fingerprint it leaves; node records a
+    /// revocation purged leave the disk too.
     fn mutate<T>(&self, change: impl FnOnce(&mut Replica) -> T) -> T {
         let mut replica = self.replica.lock().expect("replica lock");
         let result = change(&mut replica);
         self.fingerprint
             .store(replica.fingerprint(), Ordering::Relaxed);
+        let nodes = std::mem::take(&mut replica.purged_nodes);
+        let apps = std::mem::take(&mut replica.purged_apps);
+        drop(replica);
+        for (tree, key) in nodes
+            .iter()
+            .map(|k| (&self.nodes, k))
+            .chain(apps.iter().map(|k| (&self.apps, k)))
+        {
+            if let Err(e) = tree.remove(key.as_bytes()) {
+                tracing::error!(%key, "cannot remove an entry a revocation voided: {e}");
+            }
+        }
         result
     }
 
@@ -509,7 +623,8 @@ impl ReplicatedState {
     fn persist(&self, updates: &Updates) -> Result<(), StoreError> {
         persist(&self.apps, &updates.apps)?;
         persist(&self.nodes, &updates.nodes)?;
-        persist(&self.workloads, &updates.workloads)
+        persist(&self.workloads, &updates.workloads)?;
+        persist(&self.revocations, &updates.revocations)
     }
 
     /// Merges a peer's updates and persists what changed; returns it.
@@ -697,5 +812,179 @@ mod tests {
         replica.expire_tombstones(much_later);
         assert!(replica.merge(&deploy, much_later).is_empty());
         assert!(replica.apps.get("web").is_none());
+    }
+
+    /// A revocation of `serial`, sealed by `sealer`.
+    fn revocation(
+        sealer: &crate::trust::seal::Sealer,
+        serial: &str,
+        name: &str,
+        wall_ms: u64,
+    ) -> Updates {
+        let version = Timestamp {
+            wall_ms,
+            logical: 0,
+            node: "admin".into(),
+        };
+        let value = Revocation {
+            name: name.into(),
+            revoked_at_ms: wall_ms,
+            keep: Vec::new(),
+        };
+        let signed = statement(Map::Revocations, serial, &version, Some(&value)).unwrap();
+        let seal = encode(&sealer.seal(&signed).unwrap());
+        Updates {
+            revocations: vec![(serial.into(), Entry::live(value, version).sealed(seal))],
+            ..Updates::default()
+        }
+    }
+
+    #[test]
+    fn a_revocation_purges_and_refuses_the_node_and_outlives_a_restart() {
+        use crate::trust::revocation::serial_of;
+        use crate::trust::seal::Sealer;
+        use crate::trust::seal::tests::cluster;
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, node) = cluster(dir.path());
+        let serial = serial_of(node.chain[0].as_ref()).unwrap();
+        let admin = Sealer::new(&admin).unwrap();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        // node-1 writes its own record, sealed with its key.
+        let mut node_1 = Replica::new("node-1");
+        node_1.sealer = Some(Arc::new(Sealer::new(&node).unwrap()));
+        let record = node_1.put_node(node_record("node-1"), wall);
+
+        let db_dir = tempfile::tempdir().unwrap();
+        let db = sled::open(db_dir.path()).unwrap();
+        let open = |wall_ms: u64| {
+            ReplicatedState::open(
+                &db,
+                "b",
+                wall_ms,
+                Some(Authority::new(node.ca.clone())),
+                None,
+            )
+            .unwrap()
+        };
+        let state = open(wall);
+        assert_eq!(state.merge(&record, wall).unwrap().nodes.len(), 1);
+
+        // A node cannot revoke; the admin can, and the revoked node's record goes at once.
+        let by_node = revocation(&Sealer::new(&node).unwrap(), &serial, "node-1", wall);
+        assert!(state.merge(&by_node, wall).unwrap().is_empty());
+        assert!(state.read(|r| r.nodes.get("node-1").is_some()));
+        let revoke = revocation(&admin, &serial, "node-1", wall + 1);
+        assert_eq!(state.merge(&revoke, wall).unwrap().revocations.len(), 1);
+        assert!(state.read(|r| r.nodes.entry("node-1").is_none()));
+        // Whatever node-1 seals from now on is refused, whoever relays it.
+        let newer = node_1.put_node(node_record("node-1"), wall + 2);
+        assert!(state.merge(&newer, wall).unwrap().is_empty());
+        // A deletion of the revocation is no revocation.
+        let undo = Updates {
+            revocations: vec![(
+                serial.clone(),
+                Entry::tombstone(revoke.revocations[0].1.version.clone()),
+            )],
+            ..Updates::default()
+        };
+        assert!(state.merge(&undo, wall).unwrap().is_empty());
+        let fingerprint = state.read(|r| r.fingerprint());
+        drop(state);
+
+        // After a restart the revocation is still in force.
+        let reopened = open(wall + 3);
+        assert!(reopened.read(|r| {
+            r.authority.as_ref().unwrap().revoked().contains(&serial)
+                && r.nodes.entry("node-1").is_none()
+        }));
+        assert_eq!(reopened.read(|r| r.fingerprint()), fingerprint);
+        assert!(reopened.merge(&record, wall).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_revoked_admin_keeps_only_the_listed_writes_and_cannot_backdate_new_ones() {
+        use crate::trust::revocation::serial_of;
+        use crate::trust::seal::Sealer;
+        use crate::trust::seal::tests::cluster;
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, _) = cluster(dir.path());
+        let ca = ClusterCaForTests::issue_second_admin(dir.path());
+        let revoked_serial = serial_of(ca.chain[0].as_ref()).unwrap();
+        let other = Sealer::new(&admin).unwrap();
+        let thief = Sealer::new(&ca).unwrap();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let at = |ms: u64| Timestamp {
+            wall_ms: ms,
+            logical: 0,
+            node: "a".into(),
+        };
+        let app = |name: &str| {
+            StoredApp {
+            app: orchestrator::parse_application(
+                &format!("apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: {name}\nspec:\n  components:\n    - name: api\n      type: process\n      properties:\n        command: [\"sleep\", \"1\"]\n"),
+                "app.yaml",
+            )
+            .unwrap(),
+            generation: 1,
+        }
+        };
+        let mut replica = Replica::new("b");
+        replica.authority = Some(Authority::new(admin.ca.clone()));
+        let web = sealed_app(&thief, "web", Some(app("web")), at(wall));
+        let db = sealed_app(&thief, "db", Some(app("db")), at(wall + 1));
+        replica.merge(&web, wall);
+        replica.merge(&db, wall);
+        assert_eq!(replica.apps.len(), 2);
+
+        // Revoked by the other admin, keeping web's write only.
+        let version = at(wall + 10);
+        let value = Revocation {
+            name: "ops".into(),
+            revoked_at_ms: wall + 10,
+            keep: vec![("web".into(), at(wall))],
+        };
+        let signed = statement(Map::Revocations, &revoked_serial, &version, Some(&value)).unwrap();
+        let revoke = Updates {
+            revocations: vec![(
+                revoked_serial.clone(),
+                Entry::live(value, version).sealed(encode(&other.seal(&signed).unwrap())),
+            )],
+            ..Updates::default()
+        };
+        replica.merge(&revoke, wall);
+        assert!(replica.apps.get("web").is_some(), "kept");
+        assert!(replica.apps.get("db").is_none(), "not kept: dropped");
+        assert_eq!(replica.purged_apps, vec!["db".to_string()]);
+        // The revoked key cannot write again, not even backdated before the revocation.
+        let backdated = sealed_app(&thief, "evil", Some(app("evil")), at(wall - 1));
+        assert!(replica.merge(&backdated, wall).is_empty());
+        let replayed_db = sealed_app(&thief, "db", Some(app("db")), at(wall + 1));
+        assert!(replica.merge(&replayed_db, wall).is_empty());
+    }
+
+    /// A second admin's credentials in a cluster made by `trust::seal::tests::cluster`.
+    struct ClusterCaForTests;
+
+    impl ClusterCaForTests {
+        fn issue_second_admin(dir: &std::path::Path) -> crate::cluster::identity::Credentials {
+            use crate::cluster::identity::{ADMIN_CERT_FILE, ADMIN_KEY_FILE, CA_CERT_FILE};
+            let ca = crate::cluster::identity::ClusterCa::load(dir).unwrap();
+            let home = dir.join("ops");
+            std::fs::create_dir_all(&home).unwrap();
+            ca.issue_admin_named("ops", &home, std::time::Duration::from_secs(3600))
+                .unwrap();
+            crate::cluster::identity::Credentials::load(
+                &home.join(CA_CERT_FILE),
+                &home.join(ADMIN_CERT_FILE),
+                &home.join(ADMIN_KEY_FILE),
+            )
+            .unwrap()
+        }
     }
 }

@@ -1,18 +1,25 @@
 //! QUIC endpoint configuration: mutual TLS against the cluster CA, in both directions.
 //!
 //! A peer that cannot present a certificate signed by the cluster CA fails the handshake and
-//! never reaches a request handler, so every handler may assume an authenticated peer.
+//! never reaches a request handler, so every handler may assume an authenticated peer. Agents
+//! also refuse, in both directions, a certificate an admin revoked (see
+//! [`crate::trust::revocation`]): rustls' WebPKI verifiers check the chain, and a thin wrapper
+//! around each checks the leaf's serial against the replicated revocations.
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{ClientConfig, ServerConfig, TransportConfig};
-use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
 
 use crate::cluster::identity::{Credentials, Role};
+use crate::trust::revocation::Revoked;
 
 /// Application protocol of the agent API. Bumped on incompatible changes.
 pub const ALPN: &[u8] = b"gossipctl/1";
@@ -69,12 +76,121 @@ fn transport(keep_alive: Option<Duration>) -> Arc<TransportConfig> {
     Arc::new(transport)
 }
 
-/// Server side: a client certificate from the cluster CA is required.
-pub fn server_config(creds: &Credentials) -> Result<ServerConfig, TlsError> {
+fn refuse_revoked(revoked: &Revoked, leaf: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    if revoked.certificate(leaf.as_ref()) {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+    }
+    Ok(())
+}
+
+/// The cluster CA's client verifier, refusing revoked certificates.
+#[derive(Debug)]
+struct ClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revoked: Revoked,
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        refuse_revoked(&self.revoked, end_entity)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The cluster CA's server verifier, refusing revoked certificates.
+#[derive(Debug)]
+struct ServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    revoked: Revoked,
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        refuse_revoked(&self.revoked, end_entity)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Server side: a client certificate from the cluster CA, not revoked, is required.
+pub fn server_config(creds: &Credentials, revoked: &Revoked) -> Result<ServerConfig, TlsError> {
     install_crypto_provider();
-    let verifier = WebPkiClientVerifier::builder(roots(&creds.ca)?)
+    let inner = WebPkiClientVerifier::builder(roots(&creds.ca)?)
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier = Arc::new(ClientVerifier {
+        inner,
+        revoked: revoked.clone(),
+    });
     let mut tls = rustls::ServerConfig::builder()
         .with_client_cert_verifier(verifier)
         .with_single_cert(creds.chain.clone(), creds.key.clone_key())
@@ -87,23 +203,33 @@ pub fn server_config(creds: &Credentials) -> Result<ServerConfig, TlsError> {
 }
 
 /// Client side for agents dialling agents: the server must present a certificate from the
-/// cluster CA.
-pub fn client_config(creds: &Credentials) -> Result<ClientConfig, TlsError> {
-    client_config_with(creds, None)
+/// cluster CA that is not revoked.
+pub fn client_config(creds: &Credentials, revoked: &Revoked) -> Result<ClientConfig, TlsError> {
+    client_config_with(creds, revoked, None)
 }
 
-/// Client side for the CLI: as [`client_config`], with keep-alives.
+/// Client side for the CLI: as [`client_config`], with keep-alives. (The CLI holds no
+/// revocations; a revoked agent's replicated state is refused by every other agent.)
 pub fn interactive_client_config(creds: &Credentials) -> Result<ClientConfig, TlsError> {
-    client_config_with(creds, Some(CLIENT_KEEP_ALIVE))
+    client_config_with(creds, &Revoked::default(), Some(CLIENT_KEEP_ALIVE))
 }
 
 fn client_config_with(
     creds: &Credentials,
+    revoked: &Revoked,
     keep_alive: Option<Duration>,
 ) -> Result<ClientConfig, TlsError> {
     install_crypto_provider();
+    let inner = WebPkiServerVerifier::builder(roots(&creds.ca)?)
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier = Arc::new(ServerVerifier {
+        inner,
+        revoked: revoked.clone(),
+    });
     let mut tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots(&creds.ca)?)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(creds.chain.clone(), creds.key.clone_key())
         .map_err(|e| TlsError::Config(e.to_string()))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];

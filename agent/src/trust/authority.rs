@@ -10,6 +10,7 @@ use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 
 use crate::cluster::identity::Role;
+use crate::trust::revocation::{Revoked, serial_of};
 use crate::trust::seal::{Seal, SealError, verify};
 use crate::trust::statement::{Map, Refusal, authorize, statement};
 
@@ -24,17 +25,49 @@ pub enum Rejected {
     Seal(#[from] SealError),
     #[error("{0}")]
     Refused(#[from] Refusal),
+    #[error("it is sealed with a revoked certificate (serial {0})")]
+    Revoked(String),
 }
 
-/// The cluster CA that seals are checked against.
+/// The cluster CA that seals are checked against, and the certificates it no longer backs.
 #[derive(Debug, Clone)]
 pub struct Authority {
     ca: CertificateDer<'static>,
+    revoked: Revoked,
 }
 
 impl Authority {
     pub fn new(ca: CertificateDer<'static>) -> Self {
-        Authority { ca }
+        Authority {
+            ca,
+            revoked: Revoked::default(),
+        }
+    }
+
+    /// The revoked certificates this authority refuses (shared: add to it, and every holder
+    /// of a clone sees it).
+    pub fn revoked(&self) -> &Revoked {
+        &self.revoked
+    }
+
+    /// Whether `entry`, a write of `key` in `map` this replica holds, was sealed with a
+    /// certificate revoked since, and is not one its revocation keeps.
+    pub fn void<V>(&self, map: Map, key: &str, entry: &Entry<V>) -> bool {
+        Self::sealed_with(entry).is_some_and(|serial| {
+            self.revoked.contains(&serial)
+                && !(map == Map::Apps && self.revoked.keeps(&serial, key, &entry.version))
+        })
+    }
+
+    /// The serial of the certificate that sealed `entry`, if it carries a readable seal.
+    pub fn sealed_with<V>(entry: &Entry<V>) -> Option<String> {
+        serial_of(&Self::certificate_of(entry)?)
+    }
+
+    /// The certificate (DER) that sealed `entry`, if it carries a readable seal.
+    pub fn certificate_of<V>(entry: &Entry<V>) -> Option<Vec<u8>> {
+        let seal: Seal = postcard::from_bytes(entry.seal.as_deref()?).ok()?;
+        Some(seal.certificate)
     }
 
     /// Whether `entry`, a write of `key` in `map`, carries a seal by someone who may write it;
@@ -51,6 +84,12 @@ impl Authority {
         let signed = statement(map, key, &entry.version, entry.value.as_ref())?;
         let now = i64::try_from(wall_ms / 1000).unwrap_or(i64::MAX);
         let author = verify(&self.ca, &seal, &signed, now)?;
+        let serial = serial_of(&seal.certificate).ok_or(Rejected::Malformed)?;
+        if self.revoked.contains(&serial)
+            && !(map == Map::Apps && self.revoked.keeps(&serial, key, &entry.version))
+        {
+            return Err(Rejected::Revoked(serial));
+        }
         authorize(&author, map, key)?;
         Ok(author)
     }

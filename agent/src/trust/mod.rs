@@ -8,10 +8,14 @@
 //!   or deletion) and who may author which writes (admins the applications; each node its
 //!   own record and its replicas' status).
 //! - [`authority`]: the check a replica runs on every write it is offered, on every path.
+//! - [`revocation`]: certificates an admin revoked, refused in handshakes and in seals.
+//! - [`expiry`]: what an agent says as its own certificate nears its end.
 //!
 //! Applications are sealed by the admin who deploys or deletes them, node records by their
 //! node, and both are checked everywhere. Workload status is not sealed yet.
 
 pub mod authority;
+pub mod expiry;
+pub mod revocation;
 pub mod seal;
 pub mod statement;

@@ -79,6 +79,13 @@ impl Sealer {
         Ok(Sealer { certificate, key })
     }
 
+    /// The signer's name, as its certificate states it ("" when unreadable).
+    pub fn name(&self) -> String {
+        Role::from_certificate(&CertificateDer::from(self.certificate.as_slice()))
+            .map(|role| role.name().to_string())
+            .unwrap_or_default()
+    }
+
     /// Seals `statement`.
     pub fn seal(&self, statement: &[u8]) -> Result<Seal, SealError> {
         let signer = self

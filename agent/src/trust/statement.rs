@@ -12,6 +12,7 @@
 //! | map | key | may be written by |
 //! |---|---|---|
 //! | applications | app name | an admin certificate |
+//! | revocations | certificate serial | an admin certificate |
 //! | node records | node name | that node's certificate |
 //! | workload status | `...@NODE` | the certificate of `NODE` |
 //!
@@ -28,6 +29,7 @@ pub enum Map {
     Apps,
     Nodes,
     Workloads,
+    Revocations,
 }
 
 impl Map {
@@ -36,6 +38,7 @@ impl Map {
             Map::Apps => b"gossipctl/v1/apps",
             Map::Nodes => b"gossipctl/v1/nodes",
             Map::Workloads => b"gossipctl/v1/workloads",
+            Map::Revocations => b"gossipctl/v1/revocations",
         }
     }
 }
@@ -43,7 +46,7 @@ impl Map {
 /// Why an author may not write an entry.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Refusal {
-    #[error("only an admin may write applications; {0} is not one")]
+    #[error("only an admin may write applications and revocations; {0} is not one")]
     NotAdmin(String),
     #[error("{author} may not write entries of node {owner}")]
     NotOwner { author: String, owner: String },
@@ -85,7 +88,7 @@ pub fn statement<V: Serialize>(
 /// Whether `author` may write `key` in `map`.
 pub fn authorize(author: &Role, map: Map, key: &str) -> Result<(), Refusal> {
     let owner = match map {
-        Map::Apps => {
+        Map::Apps | Map::Revocations => {
             return match author {
                 Role::Admin { .. } => Ok(()),
                 other => Err(Refusal::NotAdmin(other.name().to_string())),

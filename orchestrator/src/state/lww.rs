@@ -162,6 +162,23 @@ impl<V> LwwMap<V> {
         stored - self.entries.len()
     }
 
+    /// Removes the entries `drop` picks without leaving tombstones, returning their keys: for
+    /// entries that turn out never to have been valid (their author's certificate was
+    /// revoked), not for deletions, which must replicate.
+    pub fn purge(&mut self, mut drop: impl FnMut(&str, &Entry<V>) -> bool) -> Vec<String> {
+        let mut purged = Vec::new();
+        let fingerprint = &mut self.fingerprint;
+        self.entries.retain(|key, entry| {
+            let gone = drop(key, entry);
+            if gone {
+                *fingerprint = fingerprint.wrapping_sub(entry_hash(key, &entry.version));
+                purged.push(key.clone());
+            }
+            !gone
+        });
+        purged
+    }
+
     /// See [`super::digest`]: the map's fingerprint, kept current on every change.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint

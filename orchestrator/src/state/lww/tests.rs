@@ -252,6 +252,22 @@ fn expiry_removes_only_tombstones_older_than_the_cutoff() {
 }
 
 #[test]
+fn purge_removes_without_tombstones_and_keeps_the_fingerprint_exact() {
+    let mut map = map_of(&[
+        ("a", Some("keep"), at(1, 0, "a")),
+        ("b", Some("forged"), at(2, 0, "b")),
+        ("c", None, at(3, 0, "b")),
+    ]);
+    let purged = map.purge(|_, entry| entry.version.node == "b");
+    assert_eq!(purged, vec!["b".to_string(), "c".to_string()]);
+    assert_eq!(map.entries().count(), 1);
+    let rebuilt = map_of(&[("a", Some("keep"), at(1, 0, "a"))]);
+    assert_eq!(map.fingerprint(), rebuilt.fingerprint());
+    // Nothing is left to outrank an older copy: a purge is not a deletion.
+    assert!(map.would_accept("b", &Entry::live("older".to_string(), at(1, 0, "b"))));
+}
+
+#[test]
 fn serializes_as_a_plain_object_of_entries_and_round_trips() {
     let mut map = LwwMap::new();
     map.put("web", 7, at(10, 1, "a"));
