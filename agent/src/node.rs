@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrator::plan::{NodeInfo, Plan, Running, plan, required_runtime};
+use orchestrator::state::Timestamp;
 use orchestrator::{Application, Component, ProcessSpec, Workload, WorkloadId};
 use tokio::sync::Notify;
 
@@ -61,6 +62,9 @@ pub struct Node {
     pub(crate) rumours: Mutex<Dissemination>,
     pub(crate) replicas: Mutex<BTreeMap<WorkloadId, Replica>>,
     pub(crate) waiting: Mutex<BTreeMap<WorkloadId, String>>,
+    /// Each node record's certificate expiry, by node and record version: parsing a
+    /// certificate per node on every `get nodes` would cost more than the rest of the answer.
+    pub(crate) expiries: Mutex<BTreeMap<String, (Timestamp, Option<i64>)>>,
     /// The status last reported for each of this node's replicas, to report only changes.
     reported: Mutex<BTreeMap<String, WorkloadRecord>>,
     /// When this agent last swapped member lists with a peer (see [`crate::sync`]).
@@ -132,6 +136,7 @@ impl Node {
             rumours: Mutex::new(Dissemination::new(dissemination::Config::default())),
             replicas: Mutex::default(),
             waiting: Mutex::default(),
+            expiries: Mutex::default(),
             reported: Mutex::default(),
             last_member_lists: Mutex::default(),
             wake,

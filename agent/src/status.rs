@@ -24,15 +24,27 @@ impl Node {
     /// certificate was revoked and that has not come back with a new one).
     pub fn node_views(&self) -> Vec<NodeView> {
         let view = self.view();
-        let expiries: BTreeMap<String, i64> = self.state.read(|r| {
-            r.nodes
-                .entries()
-                .filter_map(|(name, entry)| {
-                    let certificate = Authority::certificate_of(entry)?;
-                    Some((name.clone(), expires_at(&certificate)?))
-                })
-                .collect()
-        });
+        let expiries: BTreeMap<String, i64> = {
+            let mut cache = self.expiries.lock().expect("expiries lock");
+            self.state.read(|r| {
+                r.nodes
+                    .entries()
+                    .filter_map(|(name, entry)| {
+                        let cached = cache.get(name).filter(|(v, _)| *v == entry.version);
+                        let expiry = match cached {
+                            Some((_, expiry)) => *expiry,
+                            None => {
+                                let expiry = Authority::certificate_of(entry)
+                                    .and_then(|certificate| expires_at(&certificate));
+                                cache.insert(name.clone(), (entry.version.clone(), expiry));
+                                expiry
+                            }
+                        };
+                        Some((name.clone(), expiry?))
+                    })
+                    .collect()
+            })
+        };
         let mut views: Vec<NodeView> = view
             .nodes
             .iter()
