@@ -187,6 +187,10 @@ async fn run_size(n: usize, only_convergence: bool) -> anyhow::Result<Vec<(Strin
     let cluster = Cluster::up(n);
     let answering = started.elapsed();
     let agents = Agents::connect(&cluster, n).await?;
+    eprintln!(
+        "  {:.2} s: a client connected to every agent",
+        started.elapsed().as_secs_f64()
+    );
     let mut lagging = String::new();
     loop {
         let mut all = true;

@@ -57,9 +57,9 @@ impl Identity for NodeId {
 }
 
 /// Failure-detector timings. The defaults suit a LAN: indirect probes through 3 members keep
-/// 5% packet loss from killing anyone, and a crashed node is declared dead about 4 s after it
-/// stops (3-7 s measured: a first member's probe must fail, then a second member's, each
-/// probing a given member about once a second between them; then `suspect_to_down`, see
+/// 5% packet loss from killing anyone, and a crashed node is declared dead about 3 s after it
+/// stops (2.5-5 s measured: a first member's probe must reach it and fail, about a second or
+/// two; the others check it at once and confirm; then `suspect_to_down`, see
 /// [`crate::cluster::suspicion`]; a suspicion nobody else confirms lasts six times as long).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timings {
