@@ -13,7 +13,7 @@ use crate::cluster::identity::{ANY_AGENT_SERVER_NAME, Credentials};
 use crate::cluster::tls::{TlsError, interactive_client_config};
 use crate::trust::authority::encode;
 use crate::trust::revocation::Revocation;
-use crate::trust::seal::Sealer;
+use crate::trust::seal::{Seal, Sealer};
 use crate::trust::statement::{Map, statement};
 use crate::wire::{WireError, read_frame, write_frame};
 use orchestrator::state::{Entry, Timestamp};
@@ -121,18 +121,10 @@ impl Client {
     pub async fn request(&self, request: &Request) -> Result<Response, ClientError> {
         match self.exchange(request).await? {
             Response::Seal { write } => {
-                let seal_error = |reason: String| ClientError::Seal {
-                    agent: self.agent,
-                    reason,
-                };
-                let sealer = self
-                    .sealer
-                    .as_ref()
-                    .ok_or_else(|| seal_error("this certificate's key cannot sign".into()))?;
-                let statement = write.statement().map_err(|e| seal_error(e.to_string()))?;
-                let seal = sealer
-                    .seal(&statement)
-                    .map_err(|e| seal_error(e.to_string()))?;
+                let statement = write
+                    .statement()
+                    .map_err(|e| self.seal_error(e.to_string()))?;
+                let seal = self.seal(&statement)?;
                 self.exchange(&Request::Commit {
                     write: Box::new(write),
                     seal,
@@ -152,14 +144,6 @@ impl Client {
         serial: &str,
         keep: Vec<(String, Timestamp)>,
     ) -> Result<Response, ClientError> {
-        let seal_error = |reason: String| ClientError::Seal {
-            agent: self.agent,
-            reason,
-        };
-        let sealer = self
-            .sealer
-            .as_ref()
-            .ok_or_else(|| seal_error("this certificate's key cannot sign".into()))?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -172,19 +156,37 @@ impl Client {
         let version = Timestamp {
             wall_ms: now,
             logical: 0,
-            node: sealer.name().to_string(),
+            node: self.sealer()?.name(),
         };
         let signed = statement(Map::Revocations, serial, &version, Some(&revocation))
-            .map_err(|e| seal_error(e.to_string()))?;
-        let seal = sealer
-            .seal(&signed)
-            .map_err(|e| seal_error(e.to_string()))?;
+            .map_err(|e| self.seal_error(e.to_string()))?;
+        let seal = self.seal(&signed)?;
         let entry = Entry::live(revocation, version).sealed(encode(&seal));
         self.exchange(&Request::Revoke {
             serial: serial.to_string(),
             entry,
         })
         .await
+    }
+
+    fn seal_error(&self, reason: String) -> ClientError {
+        ClientError::Seal {
+            agent: self.agent,
+            reason,
+        }
+    }
+
+    fn sealer(&self) -> Result<&Sealer, ClientError> {
+        self.sealer
+            .as_deref()
+            .ok_or_else(|| self.seal_error("this certificate's key cannot sign".into()))
+    }
+
+    /// Seals `statement` with this client's key.
+    fn seal(&self, statement: &[u8]) -> Result<Seal, ClientError> {
+        self.sealer()?
+            .seal(statement)
+            .map_err(|e| self.seal_error(e.to_string()))
     }
 
     async fn exchange(&self, request: &Request) -> Result<Response, ClientError> {

@@ -33,12 +33,12 @@ pub fn is_initialized(dir: &Path) -> bool {
     dir.join(agent::cluster::identity::CA_KEY_FILE).exists()
 }
 
-/// Issues `name`'s certificate bundle, valid for `validity`, under `dir/NAME/certs`; returns
-/// that directory.
-pub fn add_node(dir: &Path, name: &str, validity: std::time::Duration) -> anyhow::Result<PathBuf> {
+/// The CA in `dir`, about to issue a certificate to the `role` named `name`: refuses a name
+/// that is not a DNS-1123 label and a directory without a CA.
+fn ca_issuing(dir: &Path, role: &str, name: &str) -> anyhow::Result<ClusterCa> {
     if !is_dns_label(name) {
         return Err(invalid(format!(
-            "invalid node name {name:?}: expected a DNS-1123 label (lowercase letters, digits, '-')"
+            "invalid {role} name {name:?}: expected a DNS-1123 label (lowercase letters, digits, '-')"
         )));
     }
     if !is_initialized(dir) {
@@ -48,7 +48,13 @@ pub fn add_node(dir: &Path, name: &str, validity: std::time::Duration) -> anyhow
             dir.display()
         )));
     }
-    let ca = ClusterCa::load(dir)?;
+    Ok(ClusterCa::load(dir)?)
+}
+
+/// Issues `name`'s certificate bundle, valid for `validity`, under `dir/NAME/certs`; returns
+/// that directory.
+pub fn add_node(dir: &Path, name: &str, validity: std::time::Duration) -> anyhow::Result<PathBuf> {
+    let ca = ca_issuing(dir, "node", name)?;
     let certs = node_certs_dir(dir, name);
     ca.issue_node_for(name, &certs, validity)?;
     Ok(certs)
@@ -84,18 +90,7 @@ pub fn serial_to_revoke(dir: &Path, name: &str, given: Option<String>) -> anyhow
 /// Issues admin credentials for `name` under `dir/NAME`, with a CLI config listing the agents
 /// of `dir`'s config; returns that directory.
 pub fn add_admin(dir: &Path, name: &str, validity: std::time::Duration) -> anyhow::Result<PathBuf> {
-    if !is_dns_label(name) {
-        return Err(invalid(format!(
-            "invalid admin name {name:?}: expected a DNS-1123 label (lowercase letters, digits, '-')"
-        )));
-    }
-    if !is_initialized(dir) {
-        return Err(invalid(format!(
-            "{} holds no cluster CA; run `gossipctl cluster init --dir {}` first",
-            dir.display(),
-            dir.display()
-        )));
-    }
+    let ca = ca_issuing(dir, "admin", name)?;
     let home = dir.join(name);
     if home.exists() {
         return Err(invalid(format!(
@@ -104,7 +99,6 @@ pub fn add_admin(dir: &Path, name: &str, validity: std::time::Duration) -> anyho
         )));
     }
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
-    let ca = ClusterCa::load(dir)?;
     ca.issue_admin_named(name, &home, validity)?;
     let agents = Config::load(&dir.join(CONFIG_FILE))
         .map(|c| c.agents)

@@ -1,0 +1,297 @@
+use super::*;
+use orchestrator::Resources;
+
+fn node_record(name: &str) -> NodeRecord {
+    NodeRecord {
+        info: NodeInfo {
+            name: name.into(),
+            labels: Default::default(),
+            capacity: Resources::default(),
+            runtimes: Default::default(),
+        },
+        address: "127.0.0.1:1".parse().unwrap(),
+        version: "test".into(),
+        left: false,
+    }
+}
+
+#[test]
+fn a_push_pull_exchange_converges_two_replicas() {
+    let mut a = Replica::new("a");
+    let mut b = Replica::new("b");
+    a.put_node(node_record("a"), 1000);
+    b.put_node(node_record("b"), 1000);
+    b.put_node(node_record("c"), 1001);
+    assert_ne!(a.fingerprint(), b.fingerprint());
+
+    let (for_a, wanted_by_b) = b.answer(&a.digest());
+    a.merge(&for_a, 1002);
+    let for_b = a.entries_for(&wanted_by_b);
+    b.merge(&for_b, 1002);
+    assert_eq!(a.fingerprint(), b.fingerprint());
+    assert_eq!(a.nodes, b.nodes);
+}
+
+#[test]
+fn state_survives_a_reopen_and_later_writes_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let state = ReplicatedState::open(&db, "a", 5000, None, None).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(state.change(true, |r| r.put_node(node_record("x"), 5000)))
+        .unwrap();
+    drop(state);
+    // The wall clock went backwards while the agent was down.
+    let reopened = ReplicatedState::open(&db, "a", 10, None, None).unwrap();
+    assert!(reopened.read(|r| r.nodes.get("x").is_some()));
+    let before = reopened.read(|r| r.nodes.entry("x").unwrap().version.clone());
+    runtime
+        .block_on(reopened.change(false, |r| r.put_node(node_record("x"), 10)))
+        .unwrap();
+    assert!(reopened.read(|r| r.nodes.entry("x").unwrap().version.clone()) > before);
+}
+
+/// An application write sealed by `sealer`, as a deploy's commit produces it.
+fn sealed_app(
+    sealer: &crate::trust::seal::Sealer,
+    name: &str,
+    value: Option<StoredApp>,
+    version: Timestamp,
+) -> Updates {
+    let write = crate::api::PendingWrite {
+        app: name.into(),
+        version,
+        value,
+        outcome: None,
+    };
+    let seal = sealer.seal(&write.statement().unwrap()).unwrap();
+    Updates {
+        apps: vec![(name.into(), write.entry(&seal))],
+        ..Updates::default()
+    }
+}
+
+#[test]
+fn only_admin_sealed_applications_enter_and_a_deleted_one_never_comes_back() {
+    use crate::trust::seal::Sealer;
+    use crate::trust::seal::tests::cluster;
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, node) = cluster(dir.path());
+    let admin = Sealer::new(&admin).unwrap();
+    let node_sealer = Sealer::new(&node).unwrap();
+    let ca = crate::cluster::identity::Credentials::load_node(&dir.path().join("n1"))
+        .unwrap()
+        .ca;
+    let mut replica = Replica::new("b");
+    replica.authority = Some(Authority::new(ca));
+    let wall = 1_800_000_000_000;
+    let app = StoredApp {
+        app: orchestrator::parse_application(
+            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: web\nspec:\n  components:\n    - name: api\n      type: process\n      properties:\n        command: [\"sleep\", \"1\"]\n",
+            "web.yaml",
+        )
+        .unwrap(),
+        generation: 1,
+    };
+    let at = |ms: u64| Timestamp {
+        wall_ms: ms,
+        logical: 0,
+        node: "a".into(),
+    };
+    let deploy = sealed_app(&admin, "web", Some(app.clone()), at(wall));
+    assert_eq!(replica.merge(&deploy, wall).apps.len(), 1);
+    // The same write sealed by a node, or not sealed at all, changes nothing.
+    let by_node = sealed_app(&node_sealer, "other", Some(app.clone()), at(wall));
+    assert!(replica.merge(&by_node, wall).is_empty());
+    let unsealed = Updates {
+        apps: vec![("web".into(), Entry::tombstone(at(wall + 5)))],
+        ..Updates::default()
+    };
+    assert!(replica.merge(&unsealed, wall).is_empty());
+    assert!(replica.apps.get("web").is_some());
+    // A sealed deletion does; its tombstone outlives every expiry, so the old deploy,
+    // replayed long after, stays refused.
+    let delete = sealed_app(&admin, "web", None, at(wall + 10));
+    assert_eq!(replica.merge(&delete, wall).apps.len(), 1);
+    let much_later = wall + 365 * 24 * 3600 * 1000;
+    replica.expire_tombstones(much_later);
+    assert!(replica.merge(&deploy, much_later).is_empty());
+    assert!(replica.apps.get("web").is_none());
+}
+
+/// A revocation of `serial`, sealed by `sealer`.
+fn revocation(
+    sealer: &crate::trust::seal::Sealer,
+    serial: &str,
+    name: &str,
+    wall_ms: u64,
+) -> Updates {
+    let version = Timestamp {
+        wall_ms,
+        logical: 0,
+        node: "admin".into(),
+    };
+    let value = Revocation {
+        name: name.into(),
+        revoked_at_ms: wall_ms,
+        keep: Vec::new(),
+    };
+    let signed = statement(Map::Revocations, serial, &version, Some(&value)).unwrap();
+    let seal = encode(&sealer.seal(&signed).unwrap());
+    Updates {
+        revocations: vec![(serial.into(), Entry::live(value, version).sealed(seal))],
+        ..Updates::default()
+    }
+}
+
+#[test]
+fn a_revocation_purges_and_refuses_the_node_and_outlives_a_restart() {
+    use crate::trust::revocation::serial_of;
+    use crate::trust::seal::Sealer;
+    use crate::trust::seal::tests::cluster;
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, node) = cluster(dir.path());
+    let serial = serial_of(node.chain[0].as_ref()).unwrap();
+    let admin = Sealer::new(&admin).unwrap();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // node-1 writes its own record, sealed with its key.
+    let mut node_1 = Replica::new("node-1");
+    node_1.sealer = Some(Arc::new(Sealer::new(&node).unwrap()));
+    let record = node_1.put_node(node_record("node-1"), wall);
+
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = sled::open(db_dir.path()).unwrap();
+    let open = |wall_ms: u64| {
+        ReplicatedState::open(
+            &db,
+            "b",
+            wall_ms,
+            Some(Authority::new(node.ca.clone())),
+            None,
+        )
+        .unwrap()
+    };
+    let state = open(wall);
+    assert_eq!(state.merge(&record, wall).unwrap().nodes.len(), 1);
+
+    // A node cannot revoke; the admin can, and the revoked node's record goes at once.
+    let by_node = revocation(&Sealer::new(&node).unwrap(), &serial, "node-1", wall);
+    assert!(state.merge(&by_node, wall).unwrap().is_empty());
+    assert!(state.read(|r| r.nodes.get("node-1").is_some()));
+    let revoke = revocation(&admin, &serial, "node-1", wall + 1);
+    assert_eq!(state.merge(&revoke, wall).unwrap().revocations.len(), 1);
+    assert!(state.read(|r| r.nodes.entry("node-1").is_none()));
+    // Whatever node-1 seals from now on is refused, whoever relays it.
+    let newer = node_1.put_node(node_record("node-1"), wall + 2);
+    assert!(state.merge(&newer, wall).unwrap().is_empty());
+    // A deletion of the revocation is no revocation.
+    let undo = Updates {
+        revocations: vec![(
+            serial.clone(),
+            Entry::tombstone(revoke.revocations[0].1.version.clone()),
+        )],
+        ..Updates::default()
+    };
+    assert!(state.merge(&undo, wall).unwrap().is_empty());
+    let fingerprint = state.read(|r| r.fingerprint());
+    drop(state);
+
+    // After a restart the revocation is still in force.
+    let reopened = open(wall + 3);
+    assert!(reopened.read(|r| {
+        r.authority.as_ref().unwrap().revoked().contains(&serial)
+            && r.nodes.entry("node-1").is_none()
+    }));
+    assert_eq!(reopened.read(|r| r.fingerprint()), fingerprint);
+    assert!(reopened.merge(&record, wall).unwrap().is_empty());
+}
+
+#[test]
+fn a_revoked_admin_keeps_only_the_listed_writes_and_cannot_backdate_new_ones() {
+    use crate::trust::revocation::serial_of;
+    use crate::trust::seal::Sealer;
+    use crate::trust::seal::tests::cluster;
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, _) = cluster(dir.path());
+    let ca = ClusterCaForTests::issue_second_admin(dir.path());
+    let revoked_serial = serial_of(ca.chain[0].as_ref()).unwrap();
+    let other = Sealer::new(&admin).unwrap();
+    let thief = Sealer::new(&ca).unwrap();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let at = |ms: u64| Timestamp {
+        wall_ms: ms,
+        logical: 0,
+        node: "a".into(),
+    };
+    let app = |name: &str| {
+        StoredApp {
+        app: orchestrator::parse_application(
+            &format!("apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: {name}\nspec:\n  components:\n    - name: api\n      type: process\n      properties:\n        command: [\"sleep\", \"1\"]\n"),
+            "app.yaml",
+        )
+        .unwrap(),
+        generation: 1,
+    }
+    };
+    let mut replica = Replica::new("b");
+    replica.authority = Some(Authority::new(admin.ca.clone()));
+    let web = sealed_app(&thief, "web", Some(app("web")), at(wall));
+    let db = sealed_app(&thief, "db", Some(app("db")), at(wall + 1));
+    replica.merge(&web, wall);
+    replica.merge(&db, wall);
+    assert_eq!(replica.apps.len(), 2);
+
+    // Revoked by the other admin, keeping web's write only.
+    let version = at(wall + 10);
+    let value = Revocation {
+        name: "ops".into(),
+        revoked_at_ms: wall + 10,
+        keep: vec![("web".into(), at(wall))],
+    };
+    let signed = statement(Map::Revocations, &revoked_serial, &version, Some(&value)).unwrap();
+    let revoke = Updates {
+        revocations: vec![(
+            revoked_serial.clone(),
+            Entry::live(value, version).sealed(encode(&other.seal(&signed).unwrap())),
+        )],
+        ..Updates::default()
+    };
+    replica.merge(&revoke, wall);
+    assert!(replica.apps.get("web").is_some(), "kept");
+    assert!(replica.apps.get("db").is_none(), "not kept: dropped");
+    assert_eq!(replica.purged_apps, vec!["db".to_string()]);
+    // The revoked key cannot write again, not even backdated before the revocation.
+    let backdated = sealed_app(&thief, "evil", Some(app("evil")), at(wall - 1));
+    assert!(replica.merge(&backdated, wall).is_empty());
+    let replayed_db = sealed_app(&thief, "db", Some(app("db")), at(wall + 1));
+    assert!(replica.merge(&replayed_db, wall).is_empty());
+}
+
+/// A second admin's credentials in a cluster made by `trust::seal::tests::cluster`.
+struct ClusterCaForTests;
+
+impl ClusterCaForTests {
+    fn issue_second_admin(dir: &std::path::Path) -> crate::cluster::identity::Credentials {
+        use crate::cluster::identity::{ADMIN_CERT_FILE, ADMIN_KEY_FILE, CA_CERT_FILE};
+        let ca = crate::cluster::identity::ClusterCa::load(dir).unwrap();
+        let home = dir.join("ops");
+        std::fs::create_dir_all(&home).unwrap();
+        ca.issue_admin_named("ops", &home, std::time::Duration::from_secs(3600))
+            .unwrap();
+        crate::cluster::identity::Credentials::load(
+            &home.join(CA_CERT_FILE),
+            &home.join(ADMIN_CERT_FILE),
+            &home.join(ADMIN_KEY_FILE),
+        )
+        .unwrap()
+    }
+}
