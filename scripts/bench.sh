@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One benchmark per call:
 #   scripts/bench.sh deploy    deploy latency against a local cluster (tests/benches/deploy.rs)
-#   scripts/bench.sh cluster   membership convergence and failure detection (tests/benches/cluster.rs)
+#   scripts/bench.sh cluster   membership convergence and failure detection (tests/benches/cluster.rs);
+#                              `scripts/bench.sh cluster 50 signing`: steady gossip bytes and agent
+#                              CPU at 50 agents, signed against unsigned in the same run
 #   scripts/bench.sh learner   training throughput, burn vs PyTorch on one core (learner/benches/throughput.rs)
 #   scripts/bench.sh simulate  wall time of the 50-node MLP simulation, 200 epochs: the paper's
 #                              protocol against the relay protocol in the same run, as a ratio
@@ -46,6 +48,7 @@ case "$bench" in
     ;;
   *)
     cargo build --release --workspace --bins
-    cargo bench -p e2e --bench "$bench"
+    shift
+    cargo bench -p e2e --bench "$bench" -- "$@"
     ;;
 esac

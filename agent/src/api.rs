@@ -90,6 +90,11 @@ pub enum Request {
     SyncMembers {
         states: Vec<MemberState>,
     },
+    /// Agent to agent: members the sender just declared down (see
+    /// [`crate::cluster::membership::DeathNotice`]); applied like a member list, answered `Ack`.
+    Verdict {
+        states: Vec<MemberState>,
+    },
     /// Anti-entropy step 2: the versions I hold; answer with what I lack and what you want.
     SyncDigest {
         digest: StateDigest,
@@ -194,11 +199,16 @@ impl PendingWrite {
 
     /// The replicated entry this write becomes, sealed.
     pub fn entry(&self, seal: &Seal) -> Entry<StoredApp> {
-        let entry = match &self.value {
+        self.unsealed().sealed(encode(seal))
+    }
+
+    /// The replicated entry this write becomes, without a seal (only agents that check none
+    /// accept it).
+    pub fn unsealed(&self) -> Entry<StoredApp> {
+        match &self.value {
             Some(app) => Entry::live(app.clone(), self.version.clone()),
             None => Entry::tombstone(self.version.clone()),
-        };
-        entry.sealed(encode(seal))
+        }
     }
 }
 

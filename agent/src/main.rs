@@ -74,6 +74,12 @@ struct Args {
     /// `DOCKER_HOST`, else the local socket).
     #[arg(long)]
     no_containers: bool,
+    /// For benchmarks only: seal nothing and check no seals (applications are committed
+    /// unsigned, as before they were signed), to measure what signing costs. Every agent of
+    /// the cluster must run with it, and the cluster is then open to any node key: never use it
+    /// in production.
+    #[arg(long, hide = true, env = "GOSSIPD_UNSIGNED_FOR_BENCHMARKS")]
+    unsigned_for_benchmarks: bool,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -133,13 +139,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let authority = Authority::new(creds.ca.clone());
     let revoked = authority.revoked().clone();
     let sealer = Sealer::new(&creds).context("the node key cannot sign")?;
-    let state = ReplicatedState::open(
-        store.db(),
-        &args.name,
-        now_ms(),
-        Some(authority),
-        Some(sealer),
-    )?;
+    let (authority, sealer) = if args.unsigned_for_benchmarks {
+        tracing::warn!("--unsigned-for-benchmarks: this agent seals nothing and checks no seals");
+        (None, None)
+    } else {
+        (Some(authority), Some(sealer))
+    };
+    let state = ReplicatedState::open(store.db(), &args.name, now_ms(), authority, sealer)?;
     // Asking the container engine can take a while; do it before joining, so that peers
     // never wait on an agent that gossips but does not serve yet.
     let container = if args.no_containers {

@@ -132,7 +132,7 @@ async fn serve_stream(
         }
         Request::DeleteApp { name } => {
             if role.may_mutate() {
-                delete(node, &name)
+                delete(node, &name).await
             } else {
                 forbidden(role, "delete applications")
             }
@@ -215,6 +215,14 @@ async fn serve_stream(
         } => {
             return crate::logs_api::stream_logs(send, node, &workload, follow, tail, local).await;
         }
+        Request::Verdict { states } => {
+            if matches!(role, Role::Node { .. }) {
+                node.gossip.apply(states);
+                Response::Ack
+            } else {
+                forbidden(role, "report members down")
+            }
+        }
         sync @ (Request::Push { .. }
         | Request::SyncFingerprint { .. }
         | Request::SyncMembers { .. }
@@ -255,15 +263,24 @@ async fn deploy(node: &Arc<Node>, file: &str, source: &str) -> Response {
         generation: outcome.generation,
         app,
     };
-    // Nothing is written yet: the admin seals this write and commits it (`commit`).
-    Response::Seal {
-        write: PendingWrite {
-            app: stored.app.name.clone(),
-            version: node.state.next_version(now_ms()),
-            value: Some(stored),
-            outcome: Some(outcome),
-        },
+    let write = PendingWrite {
+        app: stored.app.name.clone(),
+        version: node.state.next_version(now_ms()),
+        value: Some(stored),
+        outcome: Some(outcome),
+    };
+    seal_or_apply(node, write).await
+}
+
+/// Nothing is written yet: the admin seals `write` and commits it (`commit`). An agent that
+/// checks no seals (`gossipd --unsigned-for-benchmarks`) applies it unsealed at once, as agents
+/// did before applications were signed.
+async fn seal_or_apply(node: &Arc<Node>, write: PendingWrite) -> Response {
+    if node.state.read(|r| r.authority.is_some()) {
+        return Response::Seal { write };
     }
+    let entry = write.unsealed();
+    apply(node, write, entry).await
 }
 
 /// Applies an admin-sealed application write (the second step of a deploy or a deletion) after
@@ -318,6 +335,12 @@ async fn commit(node: &Arc<Node>, write: PendingWrite, seal: &Seal) -> Response 
             format!("the write of application {:?} is refused: {why}", write.app),
         );
     }
+    apply(node, write, entry).await
+}
+
+/// Commits an application write that passed its checks, and spreads it.
+async fn apply(node: &Arc<Node>, write: PendingWrite, entry: Entry<StoredApp>) -> Response {
+    let now = now_ms();
     let updates = Updates {
         apps: vec![(write.app.clone(), entry)],
         ..Updates::default()
@@ -385,20 +408,18 @@ fn compare(previous: Option<&StoredApp>, app: &orchestrator::Application) -> Dep
     }
 }
 
-fn delete(node: &Arc<Node>, name: &str) -> Response {
+async fn delete(node: &Arc<Node>, name: &str) -> Response {
     if node.state.read(|r| r.apps.get(name).is_none()) {
         return error(
             ErrorKind::NotFound,
             format!("application {name:?} not found"),
         );
     }
-    // Nothing is written yet: the admin seals this deletion and commits it (`commit`).
-    Response::Seal {
-        write: PendingWrite {
-            app: name.to_string(),
-            version: node.state.next_version(now_ms()),
-            value: None,
-            outcome: None,
-        },
-    }
+    let write = PendingWrite {
+        app: name.to_string(),
+        version: node.state.next_version(now_ms()),
+        value: None,
+        outcome: None,
+    };
+    seal_or_apply(node, write).await
 }

@@ -182,9 +182,43 @@ fn app(marker: &str, replicas: usize) -> String {
     )
 }
 
-async fn run_size(n: usize, only_convergence: bool) -> anyhow::Result<Vec<(String, String)>> {
+/// How much of one size to run.
+#[derive(Clone, Copy, PartialEq)]
+enum Scope {
+    /// Everything: start, steady state, loss, kills.
+    Full,
+    /// Up to the full view.
+    Convergence,
+    /// Up to the steady-state window, with agents that seal and check nothing when
+    /// `unsigned` (to price signing).
+    Steady { unsigned: bool },
+}
+
+/// CPU seconds (user and system) the processes `pids` have used so far.
+fn cpu_seconds(pids: &[i32]) -> f64 {
+    // Linux reports these in USER_HZ: 100 per second on x86 and ARM.
+    let ticks = 100.0;
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name (which may hold spaces) start at the state.
+            let after = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) / ticks)
+        })
+        .sum()
+}
+
+async fn run_size(n: usize, scope: Scope) -> anyhow::Result<Vec<(String, String)>> {
     let started = Instant::now();
-    let cluster = Cluster::up(n);
+    let cluster = match scope {
+        Scope::Steady { unsigned: true } => {
+            Cluster::up_with_env(n, &[("GOSSIPD_UNSIGNED_FOR_BENCHMARKS", "1")])
+        }
+        _ => Cluster::up(n),
+    };
     let answering = started.elapsed();
     let agents = Agents::connect(&cluster, n).await?;
     eprintln!(
@@ -237,7 +271,7 @@ async fn run_size(n: usize, only_convergence: bool) -> anyhow::Result<Vec<(Strin
             format!("{} (goal < 1 s at 50)", secs(converged)),
         ),
     ];
-    if only_convergence {
+    if scope == Scope::Convergence {
         return Ok(rows);
     }
 
@@ -282,7 +316,10 @@ async fn run_size(n: usize, only_convergence: bool) -> anyhow::Result<Vec<(Strin
     let counting = nft(&format!(
         "table inet {table} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n{rules}  }}\n}}\n"
     ));
+    let pids: Vec<i32> = (1..=n).map(|i| cluster.agent_pid(i).as_raw()).collect();
+    let cpu_before = cpu_seconds(&pids);
     tokio::time::sleep(STEADY_WINDOW).await;
+    let cpu = (cpu_seconds(&pids) - cpu_before) / n as f64 / STEADY_WINDOW.as_secs_f64();
     let steady = if counting {
         let bytes = counted_bytes(&table).unwrap_or(0);
         nft_delete(&table);
@@ -290,6 +327,25 @@ async fn run_size(n: usize, only_convergence: bool) -> anyhow::Result<Vec<(Strin
     } else {
         None
     };
+    let steady_rows = [
+        (
+            "steady gossip per node".to_string(),
+            steady.map_or("not measured (needs root and nft)".into(), |b| {
+                format!("{b:.0} B/s (goal < 500 B/s)")
+            }),
+        ),
+        (
+            "agent CPU per node in steady state".to_string(),
+            format!("{:.1} ms/s", cpu * 1000.0),
+        ),
+    ];
+    if let Scope::Steady { .. } = scope {
+        for client in agents.clients {
+            client.close().await;
+        }
+        rows.extend(steady_rows);
+        return Ok(rows);
+    }
 
     // Packet loss: 5% of agent-to-agent UDP dropped; nobody alive may be declared dead.
     let lossy = nft(&format!(
@@ -354,29 +410,25 @@ async fn run_size(n: usize, only_convergence: bool) -> anyhow::Result<Vec<(Strin
                 spread(|k| k.replaced.saturating_sub(k.first_dead))
             ),
         ),
-        (
-            "steady gossip per node".into(),
-            steady.map_or("not measured (needs root and nft)".into(), |b| {
-                format!("{b:.0} B/s (goal < 500 B/s)")
-            }),
-        ),
-        (
-            format!(
-                "live nodes reported dead during {}s of 5% loss",
-                LOSS_WINDOW.as_secs()
-            ),
-            if lossy {
-                format!("{false_deaths} (goal 0)")
-            } else {
-                "not measured (needs root and nft)".into()
-            },
-        ),
     ]);
+    rows.extend(steady_rows);
+    rows.extend([(
+        format!(
+            "live nodes reported dead during {}s of 5% loss",
+            LOSS_WINDOW.as_secs()
+        ),
+        if lossy {
+            format!("{false_deaths} (goal 0)")
+        } else {
+            "not measured (needs root and nft)".into()
+        },
+    )]);
     Ok(rows)
 }
 
-/// Arguments (after `--`): cluster sizes to run instead of 10 and 50, and `converge` to stop
-/// each size after the full-view measurement.
+/// Arguments (after `--`): cluster sizes to run instead of 10 and 50; `converge` to stop each
+/// size after the full-view measurement; `signing` to run each size to its steady state twice,
+/// with agents that seal and check every write and with agents that do neither.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -384,20 +436,49 @@ async fn main() -> anyhow::Result<()> {
     if sizes.is_empty() {
         sizes = SIZES.to_vec();
     }
-    let only_convergence = args.iter().any(|a| a == "converge");
+    let runs: Vec<(String, usize, Scope)> = if args.iter().any(|a| a == "signing") {
+        sizes
+            .iter()
+            .flat_map(|&n| {
+                [
+                    (
+                        format!("{n} agents, signed"),
+                        n,
+                        Scope::Steady { unsigned: false },
+                    ),
+                    (
+                        format!("{n} agents, unsigned"),
+                        n,
+                        Scope::Steady { unsigned: true },
+                    ),
+                ]
+            })
+            .collect()
+    } else {
+        let scope = if args.iter().any(|a| a == "converge") {
+            Scope::Convergence
+        } else {
+            Scope::Full
+        };
+        sizes
+            .iter()
+            .map(|&n| (format!("{n} agents"), n, scope))
+            .collect()
+    };
     let mut results = Vec::new();
-    for &n in &sizes {
-        results.push((n, run_size(n, only_convergence).await?));
+    for (label, n, scope) in &runs {
+        eprintln!("{label}:");
+        results.push((label.clone(), run_size(*n, *scope).await?));
     }
     println!(
         "| metric | {} |",
-        sizes
+        results
             .iter()
-            .map(|n| format!("{n} agents"))
+            .map(|(label, _)| label.clone())
             .collect::<Vec<_>>()
             .join(" | ")
     );
-    println!("|---|{}", "---|".repeat(sizes.len()));
+    println!("|---|{}", "---|".repeat(results.len()));
     for row in 0..results[0].1.len() {
         let values: Vec<&str> = results.iter().map(|(_, r)| r[row].1.as_str()).collect();
         println!("| {} | {} |", results[0].1[row].0, values.join(" | "));

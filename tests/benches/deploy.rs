@@ -3,7 +3,8 @@
 //! Run with `scripts/bench.sh deploy`. Each sample deploys a fresh application with one
 //! 10-replica component and polls the agent until every replica runs; the clock covers the
 //! deploy request, validation, the durable write, placement and 10 starts. `process` replicas
-//! first, then `worker` containers from the locally built busybox image, as a ratio to them.
+//! first, then `worker` containers from the locally built busybox image, as a ratio to them;
+//! then signed deploys against an agent that neither seals nor checks, as a ratio.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ const SAMPLES: usize = 100;
 /// Each container start and stop goes through the engine: fewer samples keep the run short.
 const CONTAINER_SAMPLES: usize = 20;
 const REPLICAS: u32 = 10;
+/// Alternating blocks of the signed and unsigned agents' samples.
+const SIGNING_BLOCKS: usize = 5;
 
 fn process_app(name: &str) -> String {
     app(name, "process", r#"{command: ["sleep", "3600"]}"#)
@@ -144,6 +147,44 @@ async fn main() -> anyhow::Result<()> {
         container_app,
     )
     .await?;
+
+    // What signing costs: a second agent that seals nothing and checks nothing (as agents did
+    // before applications were signed; one round trip per deploy), measured in blocks
+    // alternating with the signed one so that a drift in the machine's speed hits both alike.
+    let unsigned_cluster = Cluster::up_with_env(1, &[("GOSSIPD_UNSIGNED_FOR_BENCHMARKS", "1")]);
+    let unsigned_config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(unsigned_cluster.config())?)?;
+    let unsigned_agents: Vec<SocketAddr> =
+        serde_yaml::from_value(unsigned_config["agents"].clone())?;
+    let unsigned_dir = unsigned_cluster.dir.path();
+    let unsigned_client = Client::connect(
+        &unsigned_agents,
+        &Credentials::load(
+            &unsigned_dir.join("ca.crt"),
+            &unsigned_dir.join("admin.crt"),
+            &unsigned_dir.join("admin.key"),
+        )?,
+    )
+    .await?;
+    let (mut signed, mut unsigned) = (Vec::new(), Vec::new());
+    for block in 0..SIGNING_BLOCKS {
+        let prefix = format!("signed-{block}");
+        signed.extend(measure(&client, &prefix, SAMPLES / SIGNING_BLOCKS, process_app).await?);
+        let prefix = format!("unsigned-{block}");
+        unsigned.extend(
+            measure(
+                &unsigned_client,
+                &prefix,
+                SAMPLES / SIGNING_BLOCKS,
+                process_app,
+            )
+            .await?,
+        );
+    }
+    signed.sort();
+    unsigned.sort();
+    unsigned_client.close().await;
+    drop(unsigned_cluster);
     client.close().await;
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -177,6 +218,14 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&containers, 99.0)) / 300.0,
         ratio(99.0)
     );
+    for (label, p) in [("median", 50.0), ("p99", 99.0)] {
+        let (with, without) = (ms(percentile(&signed, p)), ms(percentile(&unsigned, p)));
+        println!(
+            "| deploy-to-running {label}, signed and verified vs neither ({SAMPLES} each, alternating) | {with:.1} ms vs {without:.1} ms | {:.2}x{} |",
+            with / without,
+            if p == 99.0 { " (goal <= 1.1x)" } else { "" }
+        );
+    }
     println!(
         "| idle RSS at start | {:.1} MiB | < 20 MB ({:.2}x of goal) |",
         idle_rss as f64 / 1024.0,

@@ -1,17 +1,17 @@
 //! A stolen node key cannot write applications: a small adversarial client speaks the agents'
 //! own replication protocol with a real node certificate of the cluster and pushes forged,
 //! altered, replayed and node-signed application writes to every agent. Every agent keeps the
-//! admin's versions, nothing the adversary wrote runs anywhere, a node record it wrote for
-//! another node is refused, and every agent logs what it dropped.
+//! admin's versions, nothing the adversary wrote runs anywhere, a node record and a replica's
+//! status it wrote for another node are refused, and every agent logs what it dropped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agent::api::{Request, Response};
+use agent::api::{Request, Response, WorkloadState};
 use agent::client::Client;
 use agent::cluster::identity::Credentials;
-use agent::cluster::replication::{NodeRecord, StateDigest, Updates};
+use agent::cluster::replication::{NodeRecord, StateDigest, Updates, WorkloadRecord};
 use agent::store::StoredApp;
 use agent::trust::authority::encode;
 use agent::trust::seal::Sealer;
@@ -113,6 +113,24 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
     let web_v2 = cluster.write("web-v2.yaml", &app("web", &marker, 2));
     cluster.ctl(&["deploy", &web_v2, "--wait"]).ok();
 
+    // The status of a replica another node runs, as node-1 holds it.
+    let (status_key, status): (String, Entry<WorkloadRecord>) = runtime.block_on(async {
+        let client = Client::connect(&agents[..1], &stolen)
+            .await
+            .expect("a node certificate connects");
+        let request = Request::SyncDigest {
+            digest: StateDigest::default(),
+        };
+        match client.request(&request).await.expect("sync digest") {
+            Response::SyncReply { updates, .. } => updates
+                .workloads
+                .into_iter()
+                .find(|(key, entry)| !key.ends_with("@node-3") && entry.value.is_some())
+                .expect("a replica runs on node-1 or node-2"),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    });
+
     let now = now_ms();
     let node_sealer = Sealer::new(&stolen).expect("a node key signs");
     let node_sealed = {
@@ -142,6 +160,25 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
             statement(Map::Nodes, "node-2", &version(now + 5), Some(&record)).expect("statement");
         Entry::live(record, version(now + 5)).sealed(encode(&node_sealer.seal(&signed).unwrap()))
     };
+    // That replica reported failed with 99 restarts: sealed by node-3, and unsealed.
+    let failed = {
+        let mut record = status.value.clone().expect("a live status");
+        record.state = WorkloadState::Failed;
+        record.restarts = 99;
+        record
+    };
+    let status_for_another = {
+        let signed = statement(
+            Map::Workloads,
+            &status_key,
+            &version(now + 6),
+            Some(&failed),
+        )
+        .expect("statement");
+        Entry::live(failed.clone(), version(now + 6))
+            .sealed(encode(&node_sealer.seal(&signed).unwrap()))
+    };
+    let status_unsealed = Entry::live(failed, version(now + 7));
     let forged = Updates {
         apps: vec![
             // A new application, unsealed.
@@ -163,6 +200,10 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
         nodes: vec![
             ("node-2".to_string(), relabelled),
             ("node-2".to_string(), spoken_for),
+        ],
+        workloads: vec![
+            (status_key.clone(), status_for_another),
+            (status_key.clone(), status_unsealed),
         ],
         ..Updates::default()
     };
@@ -208,6 +249,22 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
             "agent {i} took node-3's word for node-2's record: {node_2}"
         );
     }
+    for i in 1..=3 {
+        let workloads = cluster
+            .ctl_at(i, &["get", "workloads", "-o", "json"])
+            .ok()
+            .json();
+        let forged: Vec<_> = workloads
+            .as_array()
+            .expect("workloads array")
+            .iter()
+            .filter(|w| w["restarts"] == 99 || w["state"] == "failed")
+            .collect();
+        assert!(
+            forged.is_empty(),
+            "agent {i} took node-3's word for {status_key}: {forged:?}"
+        );
+    }
     assert!(
         processes_with_env(&evil).is_empty(),
         "a process the adversary defined runs"
@@ -241,6 +298,14 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
         assert!(
             records >= 2,
             "agent {i} logged {records} dropped node records, expected the two forged ones"
+        );
+        let statuses = log
+            .lines()
+            .filter(|l| l.contains("dropped a workload status"))
+            .count();
+        assert!(
+            statuses >= 2,
+            "agent {i} logged {statuses} dropped workload status, expected the two forged ones"
         );
     }
 }

@@ -133,15 +133,16 @@ pub struct Replica {
     /// [`crate::trust::revocation`]).
     pub revocations: LwwMap<Revocation>,
     /// Checks seals before any write is merged: applications must be an admin's, node
-    /// records their own node's. A running agent always has one; pure tests and the cluster
+    /// records and workload status their own node's. A running agent always has one; pure tests and the cluster
     /// simulation run without.
     pub authority: Option<Authority>,
-    /// Seals this node's own record (a running agent's node key).
+    /// Seals this node's own record and its replicas' status (a running agent's node key).
     pub sealer: Option<Arc<Sealer>>,
-    /// Node records and applications purged by revocations since the store last removed them
-    /// from disk.
+    /// Node records, applications and workload status purged by revocations since the store
+    /// last removed them from disk.
     pub purged_nodes: Vec<String>,
     pub purged_apps: Vec<String>,
+    pub purged_workloads: Vec<String>,
 }
 
 /// Whether `authority` (if any) accepts a write of `key` in `map`; logs a refusal.
@@ -168,6 +169,19 @@ fn admitted<V: Serialize>(
             false
         }
     }
+}
+
+/// Whether a workload status is filed under its own replica and node: the seal covers the key,
+/// so a node could otherwise file a record naming another node's replica under its own key.
+fn named_by_its_key(key: &str, entry: &Entry<WorkloadRecord>) -> bool {
+    let Some(record) = &entry.value else {
+        return true;
+    };
+    let named = workload_key(&record.id, &record.node) == key;
+    if !named {
+        tracing::warn!(%key, node = %record.node, "dropped a workload status filed under another key");
+    }
+    named
 }
 
 /// `entry` with `sealer`'s seal over its write of `key` in `map` (unchanged without a sealer).
@@ -232,6 +246,7 @@ impl Replica {
             sealer: None,
             purged_nodes: Vec::new(),
             purged_apps: Vec::new(),
+            purged_workloads: Vec::new(),
         }
     }
 
@@ -276,22 +291,24 @@ impl Replica {
         }
     }
 
+    /// Writes the status of one of this node's replicas, sealed with its key when it has one.
     pub fn put_workload(&mut self, record: WorkloadRecord, wall_ms: u64) -> Updates {
         let version = self.clock.tick(wall_ms);
         let key = workload_key(&record.id, &record.node);
-        self.workloads
-            .put(key.clone(), record.clone(), version.clone());
-        Updates {
-            workloads: vec![(key, Entry::live(record, version))],
-            ..Updates::default()
-        }
+        self.write_workload(key, Entry::live(record, version))
     }
 
+    /// Removes the status of a replica this node no longer runs, sealed like a write.
     pub fn delete_workload(&mut self, key: &str, wall_ms: u64) -> Updates {
         let version = self.clock.tick(wall_ms);
-        self.workloads.delete(key, version.clone());
+        self.write_workload(key.to_string(), Entry::tombstone(version))
+    }
+
+    fn write_workload(&mut self, key: String, entry: Entry<WorkloadRecord>) -> Updates {
+        let entry = sealed_by(self.sealer.as_deref(), Map::Workloads, &key, entry);
+        self.workloads.merge_entry(key.clone(), entry.clone());
         Updates {
-            workloads: vec![(key.to_string(), Entry::tombstone(version))],
+            workloads: vec![(key, entry)],
             ..Updates::default()
         }
     }
@@ -338,17 +355,21 @@ impl Replica {
                 &mut self.clock,
                 &updates.workloads,
                 wall_ms,
-                |_, _| true,
+                |key, entry| {
+                    named_by_its_key(key, entry)
+                        && admitted(authority, Map::Workloads, key, entry, wall_ms)
+                },
             ),
             revocations,
         }
     }
 
     /// Takes in newly accepted revocations: their serials join the authority's revoked set,
-    /// and entries sealed with a revoked certificate are purged: node records, and application
-    /// writes the revocation does not keep (they were never trustworthy; nothing replaces them
-    /// until the node comes back with a new certificate, or an admin deploys again). Purged
-    /// keys are left in `purged_nodes` and `purged_apps` for the store.
+    /// and entries sealed with a revoked certificate are purged: node records, workload status,
+    /// and application writes the revocation does not keep (they were never trustworthy;
+    /// nothing replaces them until the node comes back with a new certificate, or an admin
+    /// deploys again). Purged
+    /// keys are left in `purged_nodes`, `purged_apps` and `purged_workloads` for the store.
     pub fn apply_revocations(&mut self, accepted: &[(String, Entry<Revocation>)]) {
         let Some(authority) = self.authority.as_ref() else {
             return;
@@ -374,8 +395,12 @@ impl Replica {
         for name in &apps {
             tracing::warn!(app = %name, "dropped an application written with a revoked certificate");
         }
+        let workloads = self
+            .workloads
+            .purge(|key, entry| authority.void(Map::Workloads, key, entry));
         self.purged_nodes.extend(nodes);
         self.purged_apps.extend(apps);
+        self.purged_workloads.extend(workloads);
     }
 
     /// Equal fingerprints mean equal versions everywhere: a converged pair of agents exchanges
@@ -547,12 +572,16 @@ impl ReplicatedState {
             wall_ms,
             |key, entry| admitted(authority.as_ref(), Map::Nodes, key, entry, wall_ms),
         )?;
+        // So is a workload status without its node's seal: the node reports it again.
         load(
             &workloads,
             &mut replica.workloads,
             &mut replica.clock,
             wall_ms,
-            |_, _| true,
+            |key, entry| {
+                named_by_its_key(key, entry)
+                    && admitted(authority.as_ref(), Map::Workloads, key, entry, wall_ms)
+            },
         )?;
         replica.authority = authority;
         replica.sealer = sealer.map(Arc::new);
@@ -602,11 +631,13 @@ impl ReplicatedState {
             .store(replica.fingerprint(), Ordering::Relaxed);
         let nodes = std::mem::take(&mut replica.purged_nodes);
         let apps = std::mem::take(&mut replica.purged_apps);
+        let workloads = std::mem::take(&mut replica.purged_workloads);
         drop(replica);
         for (tree, key) in nodes
             .iter()
             .map(|k| (&self.nodes, k))
             .chain(apps.iter().map(|k| (&self.apps, k)))
+            .chain(workloads.iter().map(|k| (&self.workloads, k)))
         {
             if let Err(e) = tree.remove(key.as_bytes()) {
                 tracing::error!(%key, "cannot remove an entry a revocation voided: {e}");

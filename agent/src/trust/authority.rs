@@ -2,8 +2,11 @@
 //! admin's commit, a rumour, an anti-entropy reply, the agent's own store at start-up.
 //!
 //! Applications must carry an admin's seal over exactly their key, version and content (or
-//! deletion), node records their own node's. Workload status is not sealed yet: any node
-//! certificate can still write it (see the README's trust section).
+//! deletion); node records and workload status (keyed `...@NODE`) their own node's, so a node
+//! can lie about itself but cannot speak for another.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use orchestrator::state::Entry;
 use rustls::pki_types::CertificateDer;
@@ -11,7 +14,7 @@ use serde::Serialize;
 
 use crate::cluster::identity::Role;
 use crate::trust::revocation::{Revoked, serial_of};
-use crate::trust::seal::{Seal, SealError, verify};
+use crate::trust::seal::{Seal, SealError, Signer, certified};
 use crate::trust::statement::{Map, Refusal, authorize, statement};
 
 /// Why a write was refused.
@@ -29,11 +32,18 @@ pub enum Rejected {
     Revoked(String),
 }
 
+/// How many signers' certificates an authority remembers as checked (a cluster's nodes and
+/// admins); past that it forgets them all and checks again.
+const SIGNERS_KEPT: usize = 4096;
+
 /// The cluster CA that seals are checked against, and the certificates it no longer backs.
 #[derive(Debug, Clone)]
 pub struct Authority {
     ca: CertificateDer<'static>,
     revoked: Revoked,
+    /// Certificates (DER) whose chain to `ca` was checked, shared by clones: the chain is half
+    /// of a seal's cost, and a cluster has few signers.
+    signers: Arc<Mutex<HashMap<Vec<u8>, Signer>>>,
 }
 
 impl Authority {
@@ -41,7 +51,22 @@ impl Authority {
         Authority {
             ca,
             revoked: Revoked::default(),
+            signers: Arc::default(),
         }
+    }
+
+    /// `certificate`'s signer, its chain to the CA checked once.
+    fn signer(&self, certificate: &[u8]) -> Result<Signer, SealError> {
+        if let Some(signer) = self.signers.lock().expect("signers lock").get(certificate) {
+            return Ok(signer.clone());
+        }
+        let signer = certified(&self.ca, certificate)?;
+        let mut signers = self.signers.lock().expect("signers lock");
+        if signers.len() >= SIGNERS_KEPT {
+            signers.clear();
+        }
+        signers.insert(certificate.to_vec(), signer.clone());
+        Ok(signer)
     }
 
     /// The revoked certificates this authority refuses (shared: add to it, and every holder
@@ -83,7 +108,10 @@ impl Authority {
         let seal: Seal = postcard::from_bytes(bytes).map_err(|_| Rejected::Malformed)?;
         let signed = statement(map, key, &entry.version, entry.value.as_ref())?;
         let now = i64::try_from(wall_ms / 1000).unwrap_or(i64::MAX);
-        let author = verify(&self.ca, &seal, &signed, now)?;
+        let author = self
+            .signer(&seal.certificate)?
+            .check(&seal, &signed, now)?
+            .clone();
         let serial = serial_of(&seal.certificate).ok_or(Rejected::Malformed)?;
         if self.revoked.contains(&serial)
             && !(map == Map::Apps && self.revoked.keeps(&serial, key, &entry.version))

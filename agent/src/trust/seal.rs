@@ -103,6 +103,56 @@ impl Sealer {
     }
 }
 
+/// A certificate the cluster CA issued, reduced to what checking its seals needs. Checking the
+/// chain is half the cost of a seal; [`crate::trust::authority::Authority`] keeps these per
+/// certificate, so each signer's chain is checked once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    pub role: Role,
+    /// Validity, in Unix seconds, both ends included.
+    not_before: i64,
+    not_after: i64,
+    public_key: Vec<u8>,
+}
+
+/// Checks that `certificate` (DER) was issued by the cluster CA `ca` and names a role.
+pub fn certified(ca: &CertificateDer<'_>, certificate: &[u8]) -> Result<Signer, SealError> {
+    let (_, root) =
+        x509_parser::parse_x509_certificate(ca.as_ref()).map_err(|_| SealError::Certificate)?;
+    let (_, leaf) =
+        x509_parser::parse_x509_certificate(certificate).map_err(|_| SealError::Certificate)?;
+    leaf.verify_signature(Some(root.public_key()))
+        .map_err(|_| SealError::NotIssuedByCluster)?;
+    let role =
+        Role::from_certificate(&CertificateDer::from(certificate)).ok_or(SealError::NoRole)?;
+    let validity = leaf.validity();
+    Ok(Signer {
+        role,
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        public_key: leaf.public_key().subject_public_key.data.to_vec(),
+    })
+}
+
+impl Signer {
+    /// Checks `seal` (made with this signer's certificate) over `statement` at `now_unix`.
+    pub fn check(&self, seal: &Seal, statement: &[u8], now_unix: i64) -> Result<&Role, SealError> {
+        if !(self.not_before..=self.not_after).contains(&now_unix) {
+            return Err(SealError::Expired);
+        }
+        let algorithm: &dyn ring::signature::VerificationAlgorithm =
+            match SignatureScheme::from(seal.scheme) {
+                SignatureScheme::ECDSA_NISTP256_SHA256 => &ring::signature::ECDSA_P256_SHA256_ASN1,
+                SignatureScheme::ED25519 => &ring::signature::ED25519,
+                _ => return Err(SealError::Scheme(seal.scheme)),
+            };
+        ring::signature::UnparsedPublicKey::new(algorithm, &self.public_key)
+            .verify(statement, &seal.signature)
+            .map_err(|_| SealError::BadSignature)?;
+        Ok(&self.role)
+    }
+}
+
 /// Checks `seal` over `statement` against the cluster CA at `now_unix` (seconds) and returns
 /// the signer's role.
 pub fn verify(
@@ -111,29 +161,9 @@ pub fn verify(
     statement: &[u8],
     now_unix: i64,
 ) -> Result<Role, SealError> {
-    let (_, root) =
-        x509_parser::parse_x509_certificate(ca.as_ref()).map_err(|_| SealError::Certificate)?;
-    let (_, leaf) = x509_parser::parse_x509_certificate(&seal.certificate)
-        .map_err(|_| SealError::Certificate)?;
-    leaf.verify_signature(Some(root.public_key()))
-        .map_err(|_| SealError::NotIssuedByCluster)?;
-    let now =
-        x509_parser::time::ASN1Time::from_timestamp(now_unix).map_err(|_| SealError::Expired)?;
-    if !leaf.validity().is_valid_at(now) {
-        return Err(SealError::Expired);
-    }
-    let algorithm: &dyn ring::signature::VerificationAlgorithm =
-        match SignatureScheme::from(seal.scheme) {
-            SignatureScheme::ECDSA_NISTP256_SHA256 => &ring::signature::ECDSA_P256_SHA256_ASN1,
-            SignatureScheme::ED25519 => &ring::signature::ED25519,
-            _ => return Err(SealError::Scheme(seal.scheme)),
-        };
-    let public_key = &leaf.public_key().subject_public_key.data;
-    ring::signature::UnparsedPublicKey::new(algorithm, public_key)
-        .verify(statement, &seal.signature)
-        .map_err(|_| SealError::BadSignature)?;
-    Role::from_certificate(&CertificateDer::from(seal.certificate.as_slice()))
-        .ok_or(SealError::NoRole)
+    certified(ca, &seal.certificate)?
+        .check(seal, statement, now_unix)
+        .cloned()
 }
 
 #[cfg(test)]

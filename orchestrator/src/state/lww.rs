@@ -24,8 +24,43 @@ pub struct Entry<V> {
     pub value: Option<V>,
     /// Who wrote this entry, as proof its readers check (the agent's `trust` seals): opaque
     /// here, travels and persists with the entry, and plays no part in which entry wins.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Written as base64 text (a JSON array of numbers, which earlier versions wrote and
+    /// which is still read, is about three times as long).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "seal_text")]
     pub seal: Option<Vec<u8>>,
+}
+
+/// Serde for [`Entry::seal`]: base64 (standard alphabet, padded) out; base64 or an array of
+/// bytes in.
+mod seal_text {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(seal: &Option<Vec<u8>>, out: S) -> Result<S::Ok, S::Error> {
+        match seal {
+            Some(bytes) => out.serialize_some(&STANDARD.encode(bytes)),
+            None => out.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Option<Vec<u8>>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Bytes(Vec<u8>),
+        }
+        match Option::<Form>::deserialize(input)? {
+            None => Ok(None),
+            Some(Form::Bytes(bytes)) => Ok(Some(bytes)),
+            Some(Form::Text(text)) => STANDARD
+                .decode(text)
+                .map(Some)
+                .map_err(|e| D::Error::custom(format!("a seal is not base64: {e}"))),
+        }
+    }
 }
 
 impl<V> Entry<V> {

@@ -295,3 +295,95 @@ impl ClusterCaForTests {
         .unwrap()
     }
 }
+
+fn status(node: &str, replica: u32) -> WorkloadRecord {
+    WorkloadRecord {
+        id: orchestrator::WorkloadId {
+            app: "web".into(),
+            component: "api".into(),
+            replica,
+        },
+        node: node.into(),
+        state: crate::api::WorkloadState::Running,
+        restarts: 0,
+        message: String::new(),
+        pid: Some(42),
+        fingerprint: 7,
+        learner: None,
+    }
+}
+
+#[test]
+fn workload_status_is_accepted_only_from_the_node_that_runs_the_replica() {
+    use crate::trust::revocation::serial_of;
+    use crate::trust::seal::Sealer;
+    use crate::trust::seal::tests::cluster;
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, node) = cluster(dir.path());
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut node_1 = Replica::new("node-1");
+    node_1.sealer = Some(Arc::new(Sealer::new(&node).unwrap()));
+
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = sled::open(db_dir.path()).unwrap();
+    let open = |wall_ms: u64| {
+        ReplicatedState::open(
+            &db,
+            "b",
+            wall_ms,
+            Some(Authority::new(node.ca.clone())),
+            None,
+        )
+        .unwrap()
+    };
+    let state = open(wall);
+
+    // node-1's status of its own replica, sealed with its key, enters.
+    let own = node_1.put_workload(status("node-1", 0), wall);
+    assert!(own.workloads[0].1.seal.is_some());
+    assert_eq!(state.merge(&own, wall).unwrap().workloads.len(), 1);
+
+    // Its key cannot speak for node-2's replica, nor file node-2's record under its own key.
+    let for_node_2 = node_1.put_workload(status("node-2", 1), wall + 1);
+    assert!(state.merge(&for_node_2, wall).unwrap().is_empty());
+    let mut misfiled = node_1.put_workload(status("node-1", 2), wall + 2);
+    let key = misfiled.workloads[0].0.clone();
+    let mut entry = Entry::live(status("node-2", 2), misfiled.workloads[0].1.version.clone());
+    let signed = statement(Map::Workloads, &key, &entry.version, entry.value.as_ref()).unwrap();
+    entry = entry.sealed(encode(&Sealer::new(&node).unwrap().seal(&signed).unwrap()));
+    misfiled.workloads[0].1 = entry;
+    assert!(state.merge(&misfiled, wall).unwrap().is_empty());
+    // An unsealed status, or a deletion nobody sealed, changes nothing.
+    let unsealed = Updates {
+        workloads: vec![
+            (
+                workload_key(&status("node-1", 3).id, "node-1"),
+                Entry::live(status("node-1", 3), node_1.next_version(wall + 3)),
+            ),
+            (
+                own.workloads[0].0.clone(),
+                Entry::tombstone(node_1.next_version(wall + 4)),
+            ),
+        ],
+        ..Updates::default()
+    };
+    assert!(state.merge(&unsealed, wall).unwrap().is_empty());
+    assert_eq!(state.read(|r| r.workloads.iter().count()), 1);
+    // node-1's own sealed deletion does.
+    let gone = node_1.delete_workload(&own.workloads[0].0, wall + 5);
+    assert_eq!(state.merge(&gone, wall).unwrap().workloads.len(), 1);
+    let again = node_1.put_workload(status("node-1", 4), wall + 6);
+    assert_eq!(state.merge(&again, wall).unwrap().workloads.len(), 1);
+
+    // Revoking node-1's certificate purges its status, on disk too.
+    let serial = serial_of(node.chain[0].as_ref()).unwrap();
+    let revoke = revocation(&Sealer::new(&admin).unwrap(), &serial, "node-1", wall + 7);
+    state.merge(&revoke, wall).unwrap();
+    assert!(state.read(|r| r.workloads.iter().next().is_none()));
+    drop(state);
+    let reopened = open(wall + 8);
+    assert!(reopened.read(|r| r.workloads.iter().next().is_none()));
+}

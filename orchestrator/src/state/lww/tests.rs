@@ -314,3 +314,35 @@ fn merging_by_reference_matches_merging_by_value() {
         }
     }
 }
+
+#[test]
+fn seals_are_written_as_base64_and_read_in_either_form() {
+    let entry = Entry::live("v".to_string(), at(5, 0, "a")).sealed(vec![0, 1, 2, 250, 255]);
+    let json = serde_json::to_value(&entry).unwrap();
+    assert_eq!(json["seal"], serde_json::json!("AAEC+v8="));
+    let read: Entry<String> = serde_json::from_value(json).unwrap();
+    assert_eq!(read, entry);
+
+    // As versions before base64 wrote it.
+    let old = serde_json::json!({
+        "version": {"wall_ms": 5, "logical": 0, "node": "a"},
+        "value": "v",
+        "seal": [0, 1, 2, 250, 255],
+    });
+    assert_eq!(serde_json::from_value::<Entry<String>>(old).unwrap(), entry);
+
+    let unsealed = Entry::live("v".to_string(), at(5, 0, "a"));
+    let json = serde_json::to_value(&unsealed).unwrap();
+    assert!(json.get("seal").is_none());
+    assert_eq!(
+        serde_json::from_value::<Entry<String>>(json).unwrap(),
+        unsealed
+    );
+
+    let garbled = serde_json::json!({
+        "version": {"wall_ms": 5, "logical": 0, "node": "a"},
+        "value": "v",
+        "seal": "not base64!",
+    });
+    assert!(serde_json::from_value::<Entry<String>>(garbled).is_err());
+}
