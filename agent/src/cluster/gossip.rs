@@ -14,7 +14,7 @@ use crate::api::{Request, Response};
 use crate::cluster::health::LocalHealth;
 use crate::cluster::hints::Digests;
 use crate::cluster::membership::{
-    Effects, Liveness, MemberState, Membership, MembershipError, NodeId,
+    DeathNotice, Effects, Liveness, MemberState, Membership, MembershipError, NodeId,
 };
 use crate::cluster::transport::{Inbound, Peers};
 
@@ -252,6 +252,23 @@ impl Shell {
         });
     }
 
+    /// Tells every member of a death this agent declared (see [`DeathNotice`]);
+    /// each applies it as it would a member list from anti-entropy.
+    fn spread_death_notice(&self, notice: DeathNotice) {
+        let request = Arc::new(Request::Verdict {
+            states: notice.states,
+        });
+        for addr in notice.to {
+            let peers = self.peers.clone();
+            let request = request.clone();
+            tokio::spawn(async move {
+                if let Err(e) = peers.request(addr, &request).await {
+                    tracing::debug!(%addr, "death notice not delivered (gossip carries it too): {e}");
+                }
+            });
+        }
+    }
+
     /// Checks a member another member suspects: a ping over our own connection to it, which
     /// QUIC retransmits if a packet is lost. Only the member itself answering in time counts.
     fn check(&self, member: NodeId, incarnation: u16) {
@@ -281,6 +298,9 @@ impl Shell {
         };
         for (member, incarnation) in effects.checks {
             self.check(member, incarnation);
+        }
+        if let Some(notice) = effects.notice {
+            self.spread_death_notice(notice);
         }
         let digests = self.digests();
         for (addr, packet) in effects.send {

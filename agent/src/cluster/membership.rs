@@ -100,6 +100,16 @@ pub struct Effects {
     /// our own connection, [`Membership::check_timeout`] long) and report a failure with
     /// [`Membership::check_failed`]. See [`crate::cluster::suspicion`].
     pub checks: Vec<(NodeId, u16)>,
+    /// Deaths our own suspicion timer declared in this step, for the shell to tell every
+    /// member at once (gossip alone needs about a second to reach fifty).
+    pub notice: Option<DeathNotice>,
+}
+
+/// Members just declared down by this agent, and the members to tell directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeathNotice {
+    pub states: Vec<MemberState>,
+    pub to: Vec<SocketAddr>,
 }
 
 /// How this node sees another.
@@ -336,8 +346,32 @@ impl Membership {
                 });
             }
         }
+        let declaring = matches!(timer, Timer::ChangeSuspectToDown { .. });
         self.foca.handle_timer(timer, &mut self.runtime)?;
-        Ok(self.drain())
+        let mut effects = self.drain();
+        if declaring && !effects.down.is_empty() {
+            effects.notice = Some(self.death_notice(&effects.down));
+        }
+        Ok(effects)
+    }
+
+    /// The deaths of `declared` as member states, addressed to every member still alive or
+    /// suspect. SWIM spreads a death by piggybacking it on a few random members' packets per
+    /// round, which takes log(N) rounds; the member that declared it also tells everyone
+    /// directly, one small request each, so the whole cluster acts on it within a round trip.
+    /// Only the declarer does this: a death costs N requests, not N squared.
+    fn death_notice(&self, declared: &[NodeId]) -> DeathNotice {
+        let states = self
+            .states()
+            .into_iter()
+            .filter(|s| s.liveness == Liveness::Down && declared.contains(&s.id))
+            .collect();
+        let to = self
+            .others()
+            .filter(|m| m.state() != State::Down)
+            .map(|m| m.id().addr)
+            .collect();
+        DeathNotice { states, to }
     }
 
     /// Tells the cluster we are leaving, so peers mark us down at once instead of suspecting.

@@ -20,7 +20,7 @@ mod observe;
 mod reports;
 
 use crate::events::{Event, Scheduled, SyncMessage};
-use crate::outcome::{FalseDeath, Outcome, Stats};
+use crate::outcome::{Detection, FalseDeath, Outcome, Stats};
 use crate::scenario::{SEEDS, Scenario, node_addr, node_name, node_record};
 use crate::virtual_time::{EPOCH_WALL_MS, Micros, duration_micros, ms, secs};
 
@@ -102,6 +102,8 @@ pub struct Sim {
     by_addr: HashMap<SocketAddr, usize>,
     stats: Stats,
     false_deaths: Vec<FalseDeath>,
+    /// Per crashed node: when it crashed, and which live nodes have declared it down since.
+    detections: BTreeMap<usize, (Micros, BTreeSet<usize>, Detection)>,
     membership_converged_since: Option<Micros>,
     /// With reports: since when every live node holds the same state and every replica is
     /// reported running by exactly one live node; and every instant that became true.
@@ -166,6 +168,7 @@ impl Sim {
             by_addr,
             stats: Stats::default(),
             false_deaths: Vec::new(),
+            detections: BTreeMap::new(),
             membership_converged_since: None,
             settled_since: None,
             settled: Vec::new(),
@@ -272,7 +275,11 @@ impl Sim {
             }
             Event::Spread { node } => self.spread(node),
             Event::Reconcile { node } => self.reconcile(node),
-            Event::Crash { node } => self.nodes[node].crashed = true,
+            Event::Crash { node } => {
+                self.nodes[node].crashed = true;
+                self.detections
+                    .insert(node, (self.now, BTreeSet::new(), Detection::default()));
+            }
             Event::Sample => {
                 self.sample();
                 self.schedule(self.now + self.scenario.sample_every, Event::Sample);
@@ -593,6 +600,20 @@ impl Sim {
                 },
             );
         }
+        // A death this node declared goes to every member at once, as `Request::Verdict`.
+        if let Some(notice) = effects.notice {
+            for addr in notice.to {
+                let Some(&to) = self.by_addr.get(&addr) else {
+                    continue;
+                };
+                self.stats.verdicts += 1;
+                let message = SyncMessage::Members {
+                    states: notice.states.clone(),
+                    answer: false,
+                };
+                self.send_sync(node, to, message);
+            }
+        }
         let digests = self.digests(node);
         for (addr, packet) in effects.send {
             self.stats.swim_sent += 1;
@@ -639,6 +660,7 @@ impl Sim {
         }
         if effects.changed {
             self.record_false_deaths(node, &effects.down);
+            self.record_detections(node, &effects.down);
             self.sync_with_new_members(node);
             self.wake_reconciler(node);
         }

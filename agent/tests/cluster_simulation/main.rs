@@ -245,6 +245,30 @@ fn a_cluster_of_50_started_together_has_a_full_view_within_2_s() {
     );
 }
 
+/// `kill -9` of one agent among 50, on a reliable network: how soon the first agent declares
+/// it dead, and how soon every agent holds it dead (the bound: 3 s). The declarer
+/// tells every member directly; with SWIM's gossip alone the last agent heard 0.4-0.5 s after
+/// the first, and the median over these seeds was 3.0 s instead of 2.6 s.
+#[test]
+fn a_crash_among_50_is_known_everywhere_within_3_s() {
+    let mut first = Vec::new();
+    let mut everywhere = Vec::new();
+    for seed in 1..=20 {
+        let mut scenario = Scenario::new(50, 0.0, 1, seed);
+        scenario.settle = secs(10);
+        let outcome = Sim::new(scenario).run();
+        let detection = outcome.detections[0];
+        first.push(detection.first.map(seconds));
+        everywhere.push(detection.everywhere.map(seconds));
+    }
+    println!("first declared dead after: {first:?}");
+    println!("dead everywhere after: {everywhere:?}");
+    let mut known: Vec<f64> = everywhere.iter().map(|t| t.unwrap_or(f64::MAX)).collect();
+    known.sort_by(f64::total_cmp);
+    assert!(known[known.len() / 2] < 3.0, "median {known:?}");
+    assert!(known.iter().all(|t| *t < 5.0), "{known:?}");
+}
+
 /// A burst on a cluster that runs and reports its replicas: 1,000 replicas, then 500 more at
 /// once, then 10% of the agents crash together. Every replica ends up reported running by
 /// exactly one live agent, every agent holds the same state, and no agent sends more than the

@@ -25,6 +25,8 @@ pub struct Stats {
     /// Checks of a member another suspects, and how many of them failed (confirmations).
     pub checks: u64,
     pub checks_failed: u64,
+    /// Deaths told directly by their declarer, one per recipient.
+    pub verdicts: u64,
     /// Errors from `handle_packet`/`handle_timer`/`announce`, by message. Counted, not fatal:
     /// the agent only logs them too.
     pub membership_errors: BTreeMap<String, u64>,
@@ -71,6 +73,14 @@ impl Coverage {
     }
 }
 
+/// How long after a crash the first live node, and the last one alive at that moment,
+/// declared it down (whether by its own verdict or by hearing another's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Detection {
+    pub first: Option<Micros>,
+    pub everywhere: Option<Micros>,
+}
+
 /// A live node declared `Down` by another node, as seen when the observer's member list
 /// changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +102,8 @@ pub struct Outcome {
     pub plans: BTreeMap<String, Plan>,
     pub stats: Stats,
     pub false_deaths: Vec<FalseDeath>,
+    /// Per crash, in the order of the crashed nodes' indices: how soon it was declared down.
+    pub detections: Vec<Detection>,
     /// Live nodes that had to rejoin under a new incarnation (after a false `Down`), with it.
     pub renewed: BTreeMap<String, u64>,
     /// When the membership views, and the replicas, last became (and then stayed) converged.
@@ -141,8 +153,8 @@ pub fn report(label: &str, scenario: &Scenario, outcome: &Outcome, elapsed: Dura
         s.swim_sent, s.swim_lost, s.swim_to_crashed, s.swim_unroutable
     );
     println!(
-        "  checks of suspected members: {}, {} failed",
-        s.checks, s.checks_failed
+        "  checks of suspected members: {}, {} failed; deaths told directly: {}",
+        s.checks, s.checks_failed, s.verdicts
     );
     println!(
         "  sync: {} messages sent ({} entries), {} lost, {} to crashed nodes; \

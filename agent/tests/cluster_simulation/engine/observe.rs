@@ -39,6 +39,27 @@ impl Sim {
         }
     }
 
+    /// How long after each crash its first and its last live observer declared it down.
+    pub(super) fn record_detections(&mut self, observer: usize, down: &[NodeId]) {
+        for id in down {
+            let Some(&subject) = self.by_addr.get(&id.addr) else {
+                continue;
+            };
+            let live: Vec<usize> = (0..self.nodes.len())
+                .filter(|&i| !self.nodes[i].crashed)
+                .collect();
+            let Some((crashed_at, knowers, detection)) = self.detections.get_mut(&subject) else {
+                continue;
+            };
+            knowers.insert(observer);
+            let after = self.now - *crashed_at;
+            detection.first.get_or_insert(after);
+            if detection.everywhere.is_none() && live.iter().all(|i| knowers.contains(i)) {
+                detection.everywhere = Some(after);
+            }
+        }
+    }
+
     /// The names of the nodes that have not crashed.
     pub(super) fn live_names(&self) -> BTreeSet<&str> {
         self.nodes
@@ -137,6 +158,7 @@ impl Sim {
                 .collect(),
             stats: self.stats.clone(),
             false_deaths: self.false_deaths.clone(),
+            detections: self.detections.values().map(|(_, _, d)| *d).collect(),
             renewed: live_nodes
                 .iter()
                 .map(|n| (n.name.clone(), n.membership.me().incarnation))
