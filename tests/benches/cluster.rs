@@ -215,7 +215,7 @@ async fn run_size(n: usize, scope: Scope) -> anyhow::Result<Vec<(String, String)
     let started = Instant::now();
     let cluster = match scope {
         Scope::Steady { unsigned: true } => {
-            Cluster::up_with_env(n, &[("GOSSIPD_UNSIGNED_FOR_BENCHMARKS", "1")])
+            Cluster::up_with_env(n, &[("GOSSIPD_UNSIGNED_FOR_BENCHMARKS", "true")])
         }
         _ => Cluster::up(n),
     };

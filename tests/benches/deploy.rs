@@ -151,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
     // What signing costs: a second agent that seals nothing and checks nothing (as agents did
     // before applications were signed; one round trip per deploy), measured in blocks
     // alternating with the signed one so that a drift in the machine's speed hits both alike.
-    let unsigned_cluster = Cluster::up_with_env(1, &[("GOSSIPD_UNSIGNED_FOR_BENCHMARKS", "1")]);
+    let unsigned_cluster = Cluster::up_with_env(1, &[("GOSSIPD_UNSIGNED_FOR_BENCHMARKS", "true")]);
     let unsigned_config: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(unsigned_cluster.config())?)?;
     let unsigned_agents: Vec<SocketAddr> =
