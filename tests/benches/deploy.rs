@@ -72,6 +72,7 @@ async fn measure(
     prefix: &str,
     samples: usize,
     app: fn(&str) -> String,
+    acknowledged: &mut Vec<Duration>,
 ) -> anyhow::Result<Vec<Duration>> {
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..samples {
@@ -87,6 +88,7 @@ async fn measure(
             matches!(deployed, Response::Deployed(_)),
             "deploy failed: {deployed:?}"
         );
+        acknowledged.push(started.elapsed());
         while status(client, &name).await != Some(AppStatus::Running) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -135,7 +137,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(cluster.agent_pid(1).as_raw());
 
-    let latencies = measure(&client, "bench", SAMPLES, process_app).await?;
+    let mut acknowledged = Vec::new();
+    let latencies = measure(&client, "bench", SAMPLES, process_app, &mut acknowledged).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss_after = rss_kib(cluster.agent_pid(1).as_raw());
     let size = std::fs::metadata(binary("gossipd"))?.len();
@@ -145,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
         "bench-containers",
         CONTAINER_SAMPLES,
         container_app,
+        &mut Vec::new(),
     )
     .await?;
 
@@ -167,9 +171,19 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let (mut signed, mut unsigned) = (Vec::new(), Vec::new());
+    let (mut signed_ack, mut unsigned_ack) = (Vec::new(), Vec::new());
     for block in 0..SIGNING_BLOCKS {
         let prefix = format!("signed-{block}");
-        signed.extend(measure(&client, &prefix, SAMPLES / SIGNING_BLOCKS, process_app).await?);
+        signed.extend(
+            measure(
+                &client,
+                &prefix,
+                SAMPLES / SIGNING_BLOCKS,
+                process_app,
+                &mut signed_ack,
+            )
+            .await?,
+        );
         let prefix = format!("unsigned-{block}");
         unsigned.extend(
             measure(
@@ -177,12 +191,15 @@ async fn main() -> anyhow::Result<()> {
                 &prefix,
                 SAMPLES / SIGNING_BLOCKS,
                 process_app,
+                &mut unsigned_ack,
             )
             .await?,
         );
     }
     signed.sort();
     unsigned.sort();
+    signed_ack.sort();
+    unsigned_ack.sort();
     unsigned_client.close().await;
     drop(unsigned_cluster);
     client.close().await;
@@ -217,6 +234,12 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&containers, 99.0)),
         ms(percentile(&containers, 99.0)) / 300.0,
         ratio(99.0)
+    );
+    println!(
+        "| deploy acknowledged (the request alone) median, signed vs unsigned | {:.1} ms vs {:.1} ms | {:.2}x |",
+        ms(percentile(&signed_ack, 50.0)),
+        ms(percentile(&unsigned_ack, 50.0)),
+        ms(percentile(&signed_ack, 50.0)) / ms(percentile(&unsigned_ack, 50.0))
     );
     for (label, p) in [("median", 50.0), ("p99", 99.0)] {
         let (with, without) = (ms(percentile(&signed, p)), ms(percentile(&unsigned, p)));
