@@ -568,17 +568,9 @@ impl Node {
             return Ok(Updates::default());
         }
         let wall = now_ms();
-        let mut updates = Updates::default();
-        let replica_updates = |r: &mut crate::cluster::replication::Replica| {
-            for key in &stale {
-                updates.extend(r.delete_workload(key, wall));
-            }
-            for record in &changed {
-                updates.extend(r.put_workload(record.clone(), wall));
-            }
-            std::mem::take(&mut updates)
-        };
-        let written = self.state.change_now(replica_updates)?;
+        let written = self
+            .state
+            .change_now(|r| r.report_workloads(&stale, changed, wall))?;
         *reported = current;
         Ok(written)
     }

@@ -206,6 +206,26 @@ fn sealed_by<V: Serialize>(
     }
 }
 
+/// Seals `writes` of `map` with one signature (left unsealed, with an error logged, if that
+/// fails: every checking agent then drops them, as it would a forgery).
+fn seal_batch<V: Serialize>(sealer: &Sealer, map: Map, writes: &mut [(String, Entry<V>)]) {
+    let statements: Result<Vec<Vec<u8>>, String> = writes
+        .iter()
+        .map(|(key, entry)| {
+            statement(map, key, &entry.version, entry.value.as_ref()).map_err(|e| e.to_string())
+        })
+        .collect();
+    let seals = statements.and_then(|s| sealer.seal_batch(&s).map_err(|e| e.to_string()));
+    match seals {
+        Ok(seals) => {
+            for ((_, entry), seal) in writes.iter_mut().zip(seals) {
+                entry.seal = Some(encode(&seal));
+            }
+        }
+        Err(e) => tracing::error!("cannot seal this node's writes: {e}"),
+    }
+}
+
 /// Merges received entries by reference: only the ones that win here are copied (into the map
 /// and into the returned changes). Gossip delivers most entries to most agents several times,
 /// so the losing majority costs a lookup each, and `admit` (a signature check) runs only on
@@ -293,22 +313,39 @@ impl Replica {
 
     /// Writes the status of one of this node's replicas, sealed with its key when it has one.
     pub fn put_workload(&mut self, record: WorkloadRecord, wall_ms: u64) -> Updates {
-        let version = self.clock.tick(wall_ms);
-        let key = workload_key(&record.id, &record.node);
-        self.write_workload(key, Entry::live(record, version))
+        self.report_workloads(&[], vec![record], wall_ms)
     }
 
     /// Removes the status of a replica this node no longer runs, sealed like a write.
     pub fn delete_workload(&mut self, key: &str, wall_ms: u64) -> Updates {
-        let version = self.clock.tick(wall_ms);
-        self.write_workload(key.to_string(), Entry::tombstone(version))
+        self.report_workloads(&[key.to_string()], Vec::new(), wall_ms)
     }
 
-    fn write_workload(&mut self, key: String, entry: Entry<WorkloadRecord>) -> Updates {
-        let entry = sealed_by(self.sealer.as_deref(), Map::Workloads, &key, entry);
-        self.workloads.merge_entry(key.clone(), entry.clone());
+    /// One reconcile pass's report: removes the status of replicas this node no longer runs
+    /// (`gone`, by key) and writes `changed`, all under one seal (see
+    /// [`crate::trust::batch`]) when this node has a key.
+    pub fn report_workloads(
+        &mut self,
+        gone: &[String],
+        changed: Vec<WorkloadRecord>,
+        wall_ms: u64,
+    ) -> Updates {
+        let mut writes: Vec<(String, Entry<WorkloadRecord>)> = Vec::new();
+        for key in gone {
+            writes.push((key.clone(), Entry::tombstone(self.clock.tick(wall_ms))));
+        }
+        for record in changed {
+            let key = workload_key(&record.id, &record.node);
+            writes.push((key, Entry::live(record, self.clock.tick(wall_ms))));
+        }
+        if let Some(sealer) = self.sealer.as_deref() {
+            seal_batch(sealer, Map::Workloads, &mut writes);
+        }
+        for (key, entry) in &writes {
+            self.workloads.merge_entry(key.clone(), entry.clone());
+        }
         Updates {
-            workloads: vec![(key, entry)],
+            workloads: writes,
             ..Updates::default()
         }
     }

@@ -5,7 +5,7 @@
 //! deletion); node records and workload status (keyed `...@NODE`) their own node's, so a node
 //! can lie about itself but cannot speak for another.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use orchestrator::state::Entry;
@@ -13,6 +13,7 @@ use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 
 use crate::cluster::identity::Role;
+use crate::trust::batch::{self, Hash};
 use crate::trust::revocation::{Revoked, serial_of};
 use crate::trust::seal::{Seal, SealError, Signer, certified};
 use crate::trust::statement::{Map, Refusal, authorize, statement};
@@ -35,6 +36,9 @@ pub enum Rejected {
 /// How many signers' certificates an authority remembers as checked (a cluster's nodes and
 /// admins); past that it forgets them all and checks again.
 const SIGNERS_KEPT: usize = 4096;
+/// How many batch signatures it remembers as checked (a batch is one reconcile pass of one
+/// node); past that it forgets them all.
+const BATCHES_KEPT: usize = 65_536;
 
 /// The cluster CA that seals are checked against, and the certificates it no longer backs.
 #[derive(Debug, Clone)]
@@ -44,6 +48,9 @@ pub struct Authority {
     /// Certificates (DER) whose chain to `ca` was checked, shared by clones: the chain is half
     /// of a seal's cost, and a cluster has few signers.
     signers: Arc<Mutex<HashMap<Vec<u8>, Signer>>>,
+    /// Batch signatures already checked: a hash of root, signature and certificate. The
+    /// other entries of a checked batch then cost their proofs' hashes only.
+    batches: Arc<Mutex<HashSet<Hash>>>,
 }
 
 impl Authority {
@@ -52,7 +59,33 @@ impl Authority {
             ca,
             revoked: Revoked::default(),
             signers: Arc::default(),
+            batches: Arc::default(),
         }
+    }
+
+    /// Checks the signature over a batch's `root`, once per batch.
+    fn check_batch(
+        &self,
+        signer: &Signer,
+        seal: &Seal,
+        root: &Hash,
+        now: i64,
+    ) -> Result<Role, SealError> {
+        let id = batch::leaf(&[&root[..], &seal.signature, &seal.certificate].concat());
+        if self.batches.lock().expect("batches lock").contains(&id) {
+            return if signer.valid_at(now) {
+                Ok(signer.role.clone())
+            } else {
+                Err(SealError::Expired)
+            };
+        }
+        let role = signer.check(seal, &batch::message(root), now)?.clone();
+        let mut batches = self.batches.lock().expect("batches lock");
+        if batches.len() >= BATCHES_KEPT {
+            batches.clear();
+        }
+        batches.insert(id);
+        Ok(role)
     }
 
     /// `certificate`'s signer, its chain to the CA checked once.
@@ -91,7 +124,7 @@ impl Authority {
 
     /// The certificate (DER) that sealed `entry`, if it carries a readable seal.
     pub fn certificate_of<V>(entry: &Entry<V>) -> Option<Vec<u8>> {
-        let seal: Seal = postcard::from_bytes(entry.seal.as_deref()?).ok()?;
+        let seal = Seal::decode(entry.seal.as_deref()?)?;
         Some(seal.certificate)
     }
 
@@ -105,13 +138,17 @@ impl Authority {
         wall_ms: u64,
     ) -> Result<Role, Rejected> {
         let bytes = entry.seal.as_deref().ok_or(Rejected::Unsealed)?;
-        let seal: Seal = postcard::from_bytes(bytes).map_err(|_| Rejected::Malformed)?;
+        let seal = Seal::decode(bytes).ok_or(Rejected::Malformed)?;
         let signed = statement(map, key, &entry.version, entry.value.as_ref())?;
         let now = i64::try_from(wall_ms / 1000).unwrap_or(i64::MAX);
-        let author = self
-            .signer(&seal.certificate)?
-            .check(&seal, &signed, now)?
-            .clone();
+        let signer = self.signer(&seal.certificate)?;
+        let author = match &seal.proof {
+            None => signer.check(&seal, &signed, now)?.clone(),
+            Some(proof) => {
+                let root = proof.root(&signed).ok_or(SealError::BadSignature)?;
+                self.check_batch(&signer, &seal, &root, now)?
+            }
+        };
         let serial = serial_of(&seal.certificate).ok_or(Rejected::Malformed)?;
         if self.revoked.contains(&serial)
             && !(map == Map::Apps && self.revoked.keeps(&serial, key, &entry.version))
@@ -123,8 +160,8 @@ impl Authority {
     }
 }
 
-/// A seal as entries carry it (postcard; a seal is a certificate and a signature, well under
-/// the buffer).
+/// A seal as entries carry it (postcard; a seal is a certificate, a signature and perhaps a
+/// batch proof, well under the buffer).
 pub fn encode(seal: &Seal) -> Vec<u8> {
     let mut buffer = vec![0u8; 16 * 1024];
     let used = postcard::to_slice(seal, &mut buffer)

@@ -16,14 +16,46 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::identity::{Credentials, Role};
+use crate::trust::batch::{self, Proof};
 
-/// A statement's signature and the signer's certificate (DER).
+/// A statement's signature and the signer's certificate (DER). With a `proof`, the signature
+/// covers the root of a batch of statements ([`crate::trust::batch`]) and the proof leads from
+/// this statement to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seal {
     pub certificate: Vec<u8>,
     /// The TLS signature scheme's code (`rustls::SignatureScheme`).
     pub scheme: u16,
     pub signature: Vec<u8>,
+    /// Last, and left out when absent, so a seal without one encodes exactly as seals did
+    /// before batches (see [`Seal::decode`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
+}
+
+/// A seal as written before batches existed.
+#[derive(Deserialize)]
+struct SingleSeal {
+    certificate: Vec<u8>,
+    scheme: u16,
+    signature: Vec<u8>,
+}
+
+impl Seal {
+    /// Reads a seal as entries carry it (postcard). postcard is not self-describing, so a seal
+    /// without a proof (every seal before batches) is read as the shorter form.
+    pub fn decode(bytes: &[u8]) -> Option<Seal> {
+        if let Ok(seal) = postcard::from_bytes::<Seal>(bytes) {
+            return Some(seal);
+        }
+        let single: SingleSeal = postcard::from_bytes(bytes).ok()?;
+        Some(Seal {
+            certificate: single.certificate,
+            scheme: single.scheme,
+            signature: single.signature,
+            proof: None,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -99,7 +131,28 @@ impl Sealer {
             certificate: self.certificate.clone(),
             scheme: u16::from(signer.scheme()),
             signature,
+            proof: None,
         })
+    }
+
+    /// Seals `statements` with one signature: a single statement as [`Sealer::seal`] does,
+    /// several over their Merkle root, each seal carrying its statement's proof.
+    pub fn seal_batch(&self, statements: &[Vec<u8>]) -> Result<Vec<Seal>, SealError> {
+        match statements {
+            [] => Ok(Vec::new()),
+            [one] => Ok(vec![self.seal(one)?]),
+            many => {
+                let (root, proofs) = batch::tree(many);
+                let root_seal = self.seal(&batch::message(&root))?;
+                Ok(proofs
+                    .into_iter()
+                    .map(|proof| Seal {
+                        proof: Some(proof),
+                        ..root_seal.clone()
+                    })
+                    .collect())
+            }
+        }
     }
 }
 
@@ -135,9 +188,14 @@ pub fn certified(ca: &CertificateDer<'_>, certificate: &[u8]) -> Result<Signer, 
 }
 
 impl Signer {
+    /// Whether the certificate is valid at `now_unix`.
+    pub fn valid_at(&self, now_unix: i64) -> bool {
+        (self.not_before..=self.not_after).contains(&now_unix)
+    }
+
     /// Checks `seal` (made with this signer's certificate) over `statement` at `now_unix`.
     pub fn check(&self, seal: &Seal, statement: &[u8], now_unix: i64) -> Result<&Role, SealError> {
-        if !(self.not_before..=self.not_after).contains(&now_unix) {
+        if !self.valid_at(now_unix) {
             return Err(SealError::Expired);
         }
         let algorithm: &dyn ring::signature::VerificationAlgorithm =
@@ -161,9 +219,16 @@ pub fn verify(
     statement: &[u8],
     now_unix: i64,
 ) -> Result<Role, SealError> {
-    certified(ca, &seal.certificate)?
-        .check(seal, statement, now_unix)
-        .cloned()
+    let signer = certified(ca, &seal.certificate)?;
+    match &seal.proof {
+        None => signer.check(seal, statement, now_unix).cloned(),
+        Some(proof) => {
+            let root = proof.root(statement).ok_or(SealError::BadSignature)?;
+            signer
+                .check(seal, &batch::message(&root), now_unix)
+                .cloned()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -387,3 +387,66 @@ fn workload_status_is_accepted_only_from_the_node_that_runs_the_replica() {
     let reopened = open(wall + 8);
     assert!(reopened.read(|r| r.workloads.iter().next().is_none()));
 }
+
+#[test]
+fn a_pass_of_status_writes_shares_one_signature_and_each_entry_stands_alone() {
+    use crate::trust::seal::tests::cluster;
+    use crate::trust::seal::{Seal, Sealer};
+    let dir = tempfile::tempdir().unwrap();
+    let (_, node) = cluster(dir.path());
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut node_1 = Replica::new("node-1");
+    node_1.sealer = Some(Arc::new(Sealer::new(&node).unwrap()));
+    let checking = || {
+        let mut replica = Replica::new("b");
+        replica.authority = Some(Authority::new(node.ca.clone()));
+        replica
+    };
+    // Four of node-1's replicas and, slipped into the same pass, one of node-2's.
+    let mut records: Vec<WorkloadRecord> = (0..4).map(|i| status("node-1", i)).collect();
+    records.push(status("node-2", 9));
+    let pass = node_1.report_workloads(&[], records, wall);
+    let seals: Vec<Seal> = pass
+        .workloads
+        .iter()
+        .map(|(_, e)| Seal::decode(e.seal.as_deref().unwrap()).unwrap())
+        .collect();
+    assert!(seals.iter().all(|s| s.proof.is_some()));
+    assert!(seals.windows(2).all(|w| w[0].signature == w[1].signature));
+
+    // All at once: node-1's four enter, node-2's does not.
+    let mut all = checking();
+    let merged = all.merge(&pass, wall).workloads;
+    assert_eq!(merged.len(), 4);
+    assert!(merged.iter().all(|(key, _)| key.ends_with("@node-1")));
+    // One at a time, in another order, on another replica: each stands alone.
+    let mut one_by_one = checking();
+    for (key, entry) in pass.workloads.iter().rev() {
+        let single = Updates {
+            workloads: vec![(key.clone(), entry.clone())],
+            ..Updates::default()
+        };
+        let accepted = one_by_one.merge(&single, wall).workloads.len();
+        assert_eq!(accepted, usize::from(key.ends_with("@node-1")), "{key}");
+    }
+    // An entry altered after sealing, or given another entry's proof, is refused.
+    let mut altered = pass.clone();
+    altered.workloads[1].1.value.as_mut().unwrap().restarts = 99;
+    let mut borrowed = pass.clone();
+    borrowed.workloads[1].1.seal = pass.workloads[2].1.seal.clone();
+    for forged in [altered, borrowed] {
+        let single = Updates {
+            workloads: vec![forged.workloads[1].clone()],
+            ..Updates::default()
+        };
+        assert!(checking().merge(&single, wall).is_empty());
+    }
+    // A lone write carries a plain seal, as before batches.
+    let lone = node_1.put_workload(status("node-1", 7), wall + 1);
+    let seal = Seal::decode(lone.workloads[0].1.seal.as_deref().unwrap()).unwrap();
+    assert!(seal.proof.is_none());
+    assert_eq!(checking().merge(&lone, wall).workloads.len(), 1);
+}
