@@ -125,11 +125,6 @@ pub async fn up(dir: &Path, nodes: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until one agent sees every named agent alive (giving up at once on one that was
-/// already running and is revoked), and returns the position of the first
-/// missing one if that takes longer than [`START_TIMEOUT`]. Membership is itself proof that an agent answers
-/// (members probe each other over mutual TLS, and an agent serves before it joins), and
-/// asking one agent spares fifty starting agents fifty more handshakes.
 /// Why [`wait_for_cluster`] gave up, with the position of the agent concerned.
 enum Missing {
     /// Its certificate is revoked: it will never join.
@@ -138,6 +133,11 @@ enum Missing {
     Late(usize),
 }
 
+/// Waits until one agent sees every named agent alive (giving up at once on one that was
+/// already running and is revoked), and says which agent is missing if that takes longer than
+/// [`START_TIMEOUT`]. Membership is itself proof that an agent answers (members probe each
+/// other over mutual TLS, and an agent serves before it joins), and asking one agent spares
+/// fifty starting agents fifty more handshakes.
 async fn wait_for_cluster(
     addresses: &[SocketAddr],
     names: &[String],
