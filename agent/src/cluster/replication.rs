@@ -184,28 +184,6 @@ fn named_by_its_key(key: &str, entry: &Entry<WorkloadRecord>) -> bool {
     named
 }
 
-/// `entry` with `sealer`'s seal over its write of `key` in `map` (unchanged without a sealer).
-fn sealed_by<V: Serialize>(
-    sealer: Option<&Sealer>,
-    map: Map,
-    key: &str,
-    entry: Entry<V>,
-) -> Entry<V> {
-    let Some(sealer) = sealer else {
-        return entry;
-    };
-    let seal = statement(map, key, &entry.version, entry.value.as_ref())
-        .map_err(|e| e.to_string())
-        .and_then(|signed| sealer.seal(&signed).map_err(|e| e.to_string()));
-    match seal {
-        Ok(seal) => entry.sealed(encode(&seal)),
-        Err(e) => {
-            tracing::error!(%key, "cannot seal this node's write: {e}");
-            entry
-        }
-    }
-}
-
 /// Seals `writes` of `map` with one signature (left unsealed, with an error logged, if that
 /// fails: every checking agent then drops them, as it would a forgery).
 fn seal_batch<V: Serialize>(sealer: &Sealer, map: Map, writes: &mut [(String, Entry<V>)]) {
@@ -297,16 +275,14 @@ impl Replica {
     /// Writes this node's own record, sealed with its key when it has one.
     pub fn put_node(&mut self, record: NodeRecord, wall_ms: u64) -> Updates {
         let version = self.clock.tick(wall_ms);
-        let key = record.info.name.clone();
-        let entry = sealed_by(
-            self.sealer.as_deref(),
-            Map::Nodes,
-            &key,
-            Entry::live(record, version),
-        );
+        let mut writes = vec![(record.info.name.clone(), Entry::live(record, version))];
+        if let Some(sealer) = self.sealer.as_deref() {
+            seal_batch(sealer, Map::Nodes, &mut writes);
+        }
+        let (key, entry) = &writes[0];
         self.nodes.merge_entry(key.clone(), entry.clone());
         Updates {
-            nodes: vec![(key, entry)],
+            nodes: writes,
             ..Updates::default()
         }
     }
