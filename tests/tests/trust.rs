@@ -63,6 +63,21 @@ fn apps_at(cluster: &Cluster, index: usize) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Everything `agent` holds, as any member can read it: an anti-entropy answer to an empty
+/// digest.
+async fn everything(agent: SocketAddr, creds: &Credentials) -> Updates {
+    let client = Client::connect(&[agent], creds)
+        .await
+        .expect("a node certificate connects");
+    let request = Request::SyncDigest {
+        digest: StateDigest::default(),
+    };
+    match client.request(&request).await.expect("sync digest") {
+        Response::SyncReply { updates, .. } => updates,
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
 #[test]
 fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
     let cluster = Cluster::up_joined(3);
@@ -83,53 +98,31 @@ fn a_stolen_node_key_cannot_create_alter_replay_or_delete_applications() {
 
     // The adversary reads the admin's sealed generation 1, and node-2's record, as any member
     // can.
-    let (sealed_v1, node_2): (Entry<StoredApp>, Entry<NodeRecord>) = runtime.block_on(async {
-        let client = Client::connect(&agents[..1], &stolen)
-            .await
-            .expect("a node certificate connects");
-        let request = Request::SyncDigest {
-            digest: StateDigest::default(),
-        };
-        match client.request(&request).await.expect("sync digest") {
-            Response::SyncReply { updates, .. } => (
-                updates
-                    .apps
-                    .into_iter()
-                    .find(|(name, _)| name == "web")
-                    .map(|(_, entry)| entry)
-                    .expect("web is replicated"),
-                updates
-                    .nodes
-                    .into_iter()
-                    .find(|(name, _)| name == "node-2")
-                    .map(|(_, entry)| entry)
-                    .expect("node-2's record is replicated"),
-            ),
-            other => panic!("unexpected answer {other:?}"),
-        }
-    });
+    let held = runtime.block_on(everything(agents[0], &stolen));
+    let sealed_v1: Entry<StoredApp> = held
+        .apps
+        .into_iter()
+        .find(|(name, _)| name == "web")
+        .map(|(_, entry)| entry)
+        .expect("web is replicated");
+    let node_2: Entry<NodeRecord> = held
+        .nodes
+        .into_iter()
+        .find(|(name, _)| name == "node-2")
+        .map(|(_, entry)| entry)
+        .expect("node-2's record is replicated");
     assert!(sealed_v1.seal.is_some(), "the admin's write is sealed");
 
     let web_v2 = cluster.write("web-v2.yaml", &app("web", &marker, 2));
     cluster.ctl(&["deploy", &web_v2, "--wait"]).ok();
 
     // The status of a replica another node runs, as node-1 holds it.
-    let (status_key, status): (String, Entry<WorkloadRecord>) = runtime.block_on(async {
-        let client = Client::connect(&agents[..1], &stolen)
-            .await
-            .expect("a node certificate connects");
-        let request = Request::SyncDigest {
-            digest: StateDigest::default(),
-        };
-        match client.request(&request).await.expect("sync digest") {
-            Response::SyncReply { updates, .. } => updates
-                .workloads
-                .into_iter()
-                .find(|(key, entry)| !key.ends_with("@node-3") && entry.value.is_some())
-                .expect("a replica runs on node-1 or node-2"),
-            other => panic!("unexpected answer {other:?}"),
-        }
-    });
+    let (status_key, status): (String, Entry<WorkloadRecord>) = runtime
+        .block_on(everything(agents[0], &stolen))
+        .workloads
+        .into_iter()
+        .find(|(key, entry)| !key.ends_with("@node-3") && entry.value.is_some())
+        .expect("a replica runs on node-1 or node-2");
 
     let now = now_ms();
     let node_sealer = Sealer::new(&stolen).expect("a node key signs");

@@ -1,6 +1,36 @@
 use super::*;
 use orchestrator::Resources;
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A replica named `name` that seals its own writes with `creds`' key.
+fn sealing(name: &str, creds: &crate::cluster::identity::Credentials) -> Replica {
+    let mut replica = Replica::new(name);
+    replica.sealer = Some(Arc::new(crate::trust::seal::Sealer::new(creds).unwrap()));
+    replica
+}
+
+/// The store in `db` opened as agent `b`, checking seals against `creds`' cluster CA.
+fn open_checked(
+    db: &sled::Db,
+    creds: &crate::cluster::identity::Credentials,
+    wall_ms: u64,
+) -> ReplicatedState {
+    ReplicatedState::open(
+        db,
+        "b",
+        wall_ms,
+        Some(Authority::new(creds.ca.clone())),
+        None,
+    )
+    .unwrap()
+}
+
 fn node_record(name: &str) -> NodeRecord {
     NodeRecord {
         info: NodeInfo {
@@ -156,27 +186,14 @@ fn a_revocation_purges_and_refuses_the_node_and_outlives_a_restart() {
     let (admin, node) = cluster(dir.path());
     let serial = serial_of(node.chain[0].as_ref()).unwrap();
     let admin = Sealer::new(&admin).unwrap();
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let wall = now_ms();
     // node-1 writes its own record, sealed with its key.
-    let mut node_1 = Replica::new("node-1");
-    node_1.sealer = Some(Arc::new(Sealer::new(&node).unwrap()));
+    let mut node_1 = sealing("node-1", &node);
     let record = node_1.put_node(node_record("node-1"), wall);
 
     let db_dir = tempfile::tempdir().unwrap();
     let db = sled::open(db_dir.path()).unwrap();
-    let open = |wall_ms: u64| {
-        ReplicatedState::open(
-            &db,
-            "b",
-            wall_ms,
-            Some(Authority::new(node.ca.clone())),
-            None,
-        )
-        .unwrap()
-    };
+    let open = |wall_ms: u64| open_checked(&db, &node, wall_ms);
     let state = open(wall);
     assert_eq!(state.merge(&record, wall).unwrap().nodes.len(), 1);
 
@@ -223,10 +240,7 @@ fn a_revoked_admin_keeps_only_the_listed_writes_and_cannot_backdate_new_ones() {
     let revoked_serial = serial_of(ca.chain[0].as_ref()).unwrap();
     let other = Sealer::new(&admin).unwrap();
     let thief = Sealer::new(&ca).unwrap();
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let wall = now_ms();
     let at = |ms: u64| Timestamp {
         wall_ms: ms,
         logical: 0,
@@ -320,25 +334,12 @@ fn workload_status_is_accepted_only_from_the_node_that_runs_the_replica() {
     use crate::trust::seal::tests::cluster;
     let dir = tempfile::tempdir().unwrap();
     let (admin, node) = cluster(dir.path());
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let mut node_1 = Replica::new("node-1");
-    node_1.sealer = Some(Arc::new(Sealer::new(&node).unwrap()));
+    let wall = now_ms();
+    let mut node_1 = sealing("node-1", &node);
 
     let db_dir = tempfile::tempdir().unwrap();
     let db = sled::open(db_dir.path()).unwrap();
-    let open = |wall_ms: u64| {
-        ReplicatedState::open(
-            &db,
-            "b",
-            wall_ms,
-            Some(Authority::new(node.ca.clone())),
-            None,
-        )
-        .unwrap()
-    };
+    let open = |wall_ms: u64| open_checked(&db, &node, wall_ms);
     let state = open(wall);
 
     // node-1's status of its own replica, sealed with its key, enters.
@@ -390,16 +391,12 @@ fn workload_status_is_accepted_only_from_the_node_that_runs_the_replica() {
 
 #[test]
 fn a_pass_of_status_writes_shares_one_signature_and_each_entry_stands_alone() {
+    use crate::trust::seal::Seal;
     use crate::trust::seal::tests::cluster;
-    use crate::trust::seal::{Seal, Sealer};
     let dir = tempfile::tempdir().unwrap();
     let (_, node) = cluster(dir.path());
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let mut node_1 = Replica::new("node-1");
-    node_1.sealer = Some(Arc::new(Sealer::new(&node).unwrap()));
+    let wall = now_ms();
+    let mut node_1 = sealing("node-1", &node);
     let checking = || {
         let mut replica = Replica::new("b");
         replica.authority = Some(Authority::new(node.ca.clone()));
