@@ -241,10 +241,27 @@ pub struct DeployOutcome {
 pub enum WorkloadState {
     Pending,
     Starting,
+    /// Runs; for a replica with a readiness probe, not (yet, or no longer) ready.
     Running,
     Succeeded,
     Failed,
     Stopped,
+    /// Runs and its readiness probe passes. Only replicas with a readiness probe report it;
+    /// one without counts as ready once it runs (see [`WorkloadState::is_up`]). Last, so that
+    /// the states stored before it keep their encoding.
+    Ready,
+}
+
+impl WorkloadState {
+    /// Runs, ready or not.
+    pub fn is_up(self) -> bool {
+        matches!(self, WorkloadState::Running | WorkloadState::Ready)
+    }
+
+    /// Ready to serve: its readiness probe passes, or it runs and has none.
+    pub fn is_ready(self, has_readiness_probe: bool) -> bool {
+        self == WorkloadState::Ready || (self == WorkloadState::Running && !has_readiness_probe)
+    }
 }
 
 impl std::fmt::Display for WorkloadState {
@@ -315,6 +332,9 @@ pub struct ComponentDetail {
     pub kind: String,
     pub replicas: u32,
     pub running: u32,
+    /// Replicas ready to serve: their readiness probe passes, or they run and have none.
+    #[serde(default)]
+    pub ready: u32,
     /// Why replicas could not be placed, when they could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unschedulable: Option<String>,

@@ -29,6 +29,7 @@ use crate::reconcile::{Action, Wanted, pace, reconcile};
 use crate::runtime::Runtimes;
 use crate::runtime::container::ContainerLaunch;
 use crate::runtime::learner::LearnerLink;
+use crate::runtime::probe::Probes;
 use crate::runtime::process::{Launch, ProcessRunner};
 use crate::runtime::supervisor::{Runner, Supervisor};
 use crate::store::{Store, StoreError, StoredApp};
@@ -323,10 +324,11 @@ impl Node {
             match self.reconcile_once() {
                 // Reported changes may unblock a `dependsOn`: look again at once.
                 Ok(updates) if !updates.is_empty() => {
+                    tracing::debug!(took = ?pass.elapsed(), reported = updates.workloads.len(), "reconciled");
                     self.spread(updates);
                     self.wake();
                 }
-                Ok(_) => {}
+                Ok(_) => tracing::trace!(took = ?pass.elapsed(), "reconciled, nothing to report"),
                 Err(e) => tracing::error!("reconcile: {e}"),
             }
             let rest = (pass.elapsed() * RECONCILE_REST_PER_PASS)
@@ -477,17 +479,19 @@ impl Node {
             store: self.store.clone(),
         };
         let fingerprint = component.fingerprint();
+        let probes = Probes::of(&component.workload);
         let runtimes = &self.runtimes;
         let (supervisor, link) = match (&component.workload, &runtimes.learner, &runtimes.container)
         {
-            (Workload::Process(spec), _, _) => {
-                (self.supervise(id, process(spec.clone(), None)), None)
-            }
+            (Workload::Process(spec), _, _) => (
+                self.supervise(id, process(spec.clone(), None), probes),
+                None,
+            ),
             (Workload::Learner(learner), Some(runtime), _) => {
                 let router = Arc::new(NodeRouter(Arc::downgrade(self)));
                 let link = LearnerLink::new(id.clone(), router);
                 let runner = process(runtime.process_spec(id, learner), Some(link.clone()));
-                (self.supervise(id, runner), Some(link))
+                (self.supervise(id, runner, probes), Some(link))
             }
             (Workload::Webservice(spec) | Workload::Worker(spec), _, Some(runtime)) => {
                 let runner = runtime.runner(ContainerLaunch {
@@ -498,7 +502,7 @@ impl Node {
                     node: self.name().to_string(),
                     fingerprint,
                 });
-                (self.supervise(id, runner), None)
+                (self.supervise(id, runner, probes), None)
             }
             (other, _, _) => {
                 let runtime = required_runtime(other);
@@ -513,8 +517,8 @@ impl Node {
         })
     }
 
-    fn supervise(&self, id: &WorkloadId, runner: impl Runner) -> Supervisor {
-        Supervisor::start(id, runner, self.logs.clone(), self.wake.clone())
+    fn supervise(&self, id: &WorkloadId, runner: impl Runner, probes: Probes) -> Supervisor {
+        Supervisor::start(id, runner, probes, self.logs.clone(), self.wake.clone())
     }
 
     /// Removes, every [`CONTAINER_SWEEP`], containers labelled with this node that no replica
@@ -598,10 +602,12 @@ impl Node {
 fn ready_components(view: &View) -> BTreeSet<(String, String)> {
     let mut verdict: BTreeMap<(String, String), bool> = BTreeMap::new();
     for (id, node) in &view.plan.assignments {
-        let fingerprint = view.component(id).map(Component::fingerprint);
+        let component = view.component(id);
+        let fingerprint = component.map(Component::fingerprint);
+        let probed = component.is_some_and(|c| c.readiness_probe().is_some());
         let up = view.records.get(&workload_key(id, node)).is_some_and(|r| {
             Some(r.fingerprint) == fingerprint
-                && matches!(r.state, WorkloadState::Running | WorkloadState::Succeeded)
+                && (r.state.is_ready(probed) || r.state == WorkloadState::Succeeded)
         });
         *verdict
             .entry((id.app.clone(), id.component.clone()))

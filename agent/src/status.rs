@@ -100,8 +100,8 @@ impl Node {
     }
 
     /// Each replica's view, and whether it is up: running its current definition (or, for
-    /// run-to-completion policies, finished successfully).
-    fn views(&self, view: &View) -> Vec<(WorkloadView, bool)> {
+    /// run-to-completion policies, finished successfully), and whether it is also ready.
+    fn views(&self, view: &View) -> Vec<(WorkloadView, Health)> {
         let waiting = self.waiting.lock().expect("waiting lock");
         let mut views = Vec::new();
         for (id, node) in &view.plan.assignments {
@@ -110,6 +110,7 @@ impl Node {
             let record = view.records.get(&workload_key(id, node));
             let current =
                 |r: &WorkloadRecord| component.is_some_and(|c| c.fingerprint() == r.fingerprint);
+            let probed = component.is_some_and(|c| c.readiness_probe().is_some());
             let (state, restarts, message, pid, up) = match record {
                 Some(r) => {
                     let message = if current(r) {
@@ -117,8 +118,7 @@ impl Node {
                     } else {
                         "replacing with the new definition".to_string()
                     };
-                    let up = current(r)
-                        && matches!(r.state, WorkloadState::Running | WorkloadState::Succeeded);
+                    let up = current(r) && (r.state.is_up() || r.state == WorkloadState::Succeeded);
                     (r.state, r.restarts, message, r.pid, up)
                 }
                 None if node == self.name() => {
@@ -152,7 +152,8 @@ impl Node {
                 pid,
                 learner,
             };
-            views.push((workload, up));
+            let ready = up && state.is_ready(probed);
+            views.push((workload, Health { up, ready }));
         }
         // Replicas still running where the plan no longer puts them: being stopped.
         for record in view.records.values() {
@@ -174,7 +175,7 @@ impl Node {
                     pid: record.pid,
                     learner: record.learner.clone(),
                 };
-                views.push((workload, false));
+                views.push((workload, Health::default()));
             }
         }
         views
@@ -199,7 +200,7 @@ impl Node {
             .into_iter()
             .map(|name| {
                 let stored = view.apps.iter().find(|a| a.app.name == name);
-                let workloads: Vec<(WorkloadView, bool)> = views
+                let workloads: Vec<(WorkloadView, Health)> = views
                     .iter()
                     .filter(|(v, _)| v.app == name)
                     .cloned()
@@ -210,16 +211,24 @@ impl Node {
     }
 }
 
+/// Whether a replica is up (running its current definition, or finished where that is
+/// success) and ready (up, and its readiness probe passes or it has none).
+#[derive(Debug, Clone, Copy, Default)]
+struct Health {
+    up: bool,
+    ready: bool,
+}
+
 fn app_detail(
     name: &str,
     stored: Option<&StoredApp>,
     plan: &Plan,
-    entries: Vec<(WorkloadView, bool)>,
+    entries: Vec<(WorkloadView, Health)>,
 ) -> AppDetail {
-    let up_per_component = |component: &str| {
+    let count = |component: &str, counted: fn(&Health) -> bool| {
         entries
             .iter()
-            .filter(|(w, up)| *up && w.component == component)
+            .filter(|(w, health)| counted(health) && w.component == component)
             .count() as u32
     };
     let workloads: Vec<WorkloadView> = entries.iter().map(|(w, _)| w.clone()).collect();
@@ -245,7 +254,8 @@ fn app_detail(
             name: c.name.clone(),
             kind: c.workload.type_name().to_string(),
             replicas: c.replicas,
-            running: up_per_component(&c.name),
+            running: count(&c.name, |h| h.up),
+            ready: count(&c.name, |h| h.ready),
             unschedulable: plan
                 .unschedulable
                 .get(&(name.to_string(), c.name.clone()))

@@ -145,6 +145,7 @@ pub fn describe_app(app: &AppDetail) -> String {
             "TYPE",
             "REPLICAS",
             "UP",
+            "READY",
             "DEPENDS ON",
             "UNSCHEDULABLE",
         ],
@@ -154,6 +155,7 @@ pub fn describe_app(app: &AppDetail) -> String {
                 c.kind.clone(),
                 c.replicas.to_string(),
                 c.running.to_string(),
+                c.ready.to_string(),
                 c.depends_on.join(","),
                 c.unschedulable.clone().unwrap_or_default(),
             ]

@@ -62,6 +62,8 @@ fn apps() -> Vec<Application> {
                         env: vec![],
                         working_dir: None,
                         restart: RestartPolicy::Always,
+                        liveness_probe: None,
+                        readiness_probe: None,
                     }),
                     replicas: REPLICAS,
                     placement,

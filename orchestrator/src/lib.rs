@@ -18,6 +18,7 @@ mod names;
 mod node_tables;
 mod path;
 mod positions;
+mod probes;
 mod quantity;
 mod raw;
 mod references;
@@ -27,3 +28,4 @@ mod workloads;
 
 pub use model::*;
 pub use parse::{Diagnostic, Diagnostics, MAX_DOCUMENT_BYTES, parse_application};
+pub use probes::{HttpHeader, Probe, ProbeAction};

@@ -55,6 +55,8 @@ impl Workload {
             env: vec![],
             working_dir: None,
             restart: RestartPolicy::Always,
+            liveness_probe: None,
+            readiness_probe: None,
         })
     }
 }
@@ -83,6 +85,12 @@ pub struct ProcessSpec {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// `livenessProbe`: restarts the replica when it fails (see [`crate::Probe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<crate::Probe>,
+    /// `readinessProbe`: whether a running replica is ready; without one it is once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<crate::Probe>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +123,12 @@ pub struct ContainerSpec {
     pub ports: Vec<PortSpec>,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// `livenessProbe`: restarts the replica when it fails (see [`crate::Probe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<crate::Probe>,
+    /// `readinessProbe`: whether a running replica is ready; without one it is once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<crate::Probe>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,5 +354,14 @@ impl Component {
         let canonical =
             serde_json::to_vec(&(&self.workload, &self.resources)).expect("component serialises");
         xxhash_rust::xxh3::xxh3_64(&canonical)
+    }
+
+    /// The readiness probe of a process or container component.
+    pub fn readiness_probe(&self) -> Option<&crate::Probe> {
+        match &self.workload {
+            Workload::Process(spec) => spec.readiness_probe.as_ref(),
+            Workload::Webservice(spec) | Workload::Worker(spec) => spec.readiness_probe.as_ref(),
+            Workload::Learner(_) => None,
+        }
     }
 }

@@ -98,13 +98,15 @@ pub(crate) struct RawPolicy {
 #[serde(
     deny_unknown_fields,
     rename_all = "camelCase",
-    expecting = "process properties: a mapping with command, env, workingDir and restart"
+    expecting = "process properties: a mapping with command, env, workingDir, restart, livenessProbe and readinessProbe"
 )]
 pub(crate) struct RawProcess {
     pub command: Option<Vec<String>>,
     pub env: Option<Vec<Value>>,
     pub working_dir: Option<String>,
     pub restart: Option<String>,
+    pub liveness_probe: Option<Value>,
+    pub readiness_probe: Option<Value>,
 }
 
 /// `type: webservice | worker` properties, as in KubeVela's webservice definition.
@@ -112,7 +114,7 @@ pub(crate) struct RawProcess {
 #[serde(
     deny_unknown_fields,
     rename_all = "camelCase",
-    expecting = "container properties: a mapping with image, cmd, args, env, port, ports, cpu, memory and restart"
+    expecting = "container properties: a mapping with image, cmd, args, env, port, ports, cpu, memory, restart, livenessProbe and readinessProbe"
 )]
 pub(crate) struct RawContainer {
     pub image: Option<String>,
@@ -125,6 +127,8 @@ pub(crate) struct RawContainer {
     pub cpu: Option<Value>,
     pub memory: Option<Value>,
     pub restart: Option<String>,
+    pub liveness_probe: Option<Value>,
+    pub readiness_probe: Option<Value>,
 }
 
 /// `type: learner` properties. Every field is optional: a missing one takes the value of

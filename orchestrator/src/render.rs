@@ -8,6 +8,7 @@ use crate::model::{
     Application, Component, ContainerSpec, EnvVar, INTAKE_ALL, LearnerSpec, MatchExpression,
     Operator, Placement, ProcessSpec, RestartPolicy, Workload,
 };
+use crate::probes::{Probe, ProbeAction};
 use crate::quantity::{format_cpu, format_memory};
 
 impl Application {
@@ -70,7 +71,8 @@ fn render_process(process: &ProcessSpec) -> Value {
     if let Some(working_dir) = &process.working_dir {
         fields = fields.field("workingDir", working_dir.as_str());
     }
-    render_restart(fields, process.restart).into()
+    let fields = render_restart(fields, process.restart);
+    render_probes(fields, &process.liveness_probe, &process.readiness_probe).into()
 }
 
 /// Every field, defaults included: what a learner trains is worth seeing in full.
@@ -121,7 +123,72 @@ fn render_container(container: &ContainerSpec) -> Value {
         });
         fields = fields.field("ports", sequence(ports));
     }
-    render_restart(fields, container.restart).into()
+    let fields = render_restart(fields, container.restart);
+    render_probes(
+        fields,
+        &container.liveness_probe,
+        &container.readiness_probe,
+    )
+    .into()
+}
+
+fn render_probes(
+    mut fields: Fields,
+    liveness: &Option<Probe>,
+    readiness: &Option<Probe>,
+) -> Fields {
+    if let Some(probe) = liveness {
+        fields = fields.field("livenessProbe", render_probe(probe));
+    }
+    if let Some(probe) = readiness {
+        fields = fields.field("readinessProbe", render_probe(probe));
+    }
+    fields
+}
+
+/// Every field, defaults included.
+fn render_probe(probe: &Probe) -> Value {
+    let action = match &probe.action {
+        ProbeAction::Exec { command } => ("exec", Fields::new().field("command", strings(command))),
+        ProbeAction::HttpGet {
+            path,
+            port,
+            host,
+            headers,
+        } => {
+            let mut fields = Fields::new()
+                .field("path", path.as_str())
+                .field("port", *port);
+            if let Some(host) = host {
+                fields = fields.field("host", host.as_str());
+            }
+            if !headers.is_empty() {
+                let headers = headers.iter().map(|h| {
+                    Fields::new()
+                        .field("name", h.name.as_str())
+                        .field("value", h.value.as_str())
+                        .into()
+                });
+                fields = fields.field("httpHeaders", sequence(headers));
+            }
+            ("httpGet", fields)
+        }
+        ProbeAction::TcpSocket { port, host } => {
+            let mut fields = Fields::new().field("port", *port);
+            if let Some(host) = host {
+                fields = fields.field("host", host.as_str());
+            }
+            ("tcpSocket", fields)
+        }
+    };
+    Fields::new()
+        .field(action.0, action.1)
+        .field("initialDelaySeconds", probe.initial_delay_seconds)
+        .field("periodSeconds", probe.period_seconds)
+        .field("timeoutSeconds", probe.timeout_seconds)
+        .field("successThreshold", probe.success_threshold)
+        .field("failureThreshold", probe.failure_threshold)
+        .into()
 }
 
 fn render_env(env: &[EnvVar]) -> Value {

@@ -11,6 +11,7 @@ use crate::model::{
 };
 use crate::names::{check_env_var_name, check_no_nul};
 use crate::path::FieldPath;
+use crate::probes::{ProbeKind, decode_probe};
 use crate::quantity::{parse_cpu, parse_memory};
 use crate::raw::{Integer, RawContainer, RawEnvVar, RawIntake, RawLearner, RawPort, RawProcess};
 
@@ -97,12 +98,33 @@ fn decode_process(properties: Value, path: &FieldPath, report: &mut Report) -> O
         }
     }
     let restart = decode_restart(raw.restart, &path.key("restart"), report);
+    let (liveness_probe, readiness_probe) =
+        decode_probes(raw.liveness_probe, raw.readiness_probe, path, report)?;
     Some(ProcessSpec {
         command: command?,
         env,
         working_dir: raw.working_dir,
         restart: restart?,
+        liveness_probe,
+        readiness_probe,
     })
+}
+
+/// A component's `livenessProbe` and `readinessProbe`; `None` if either was invalid.
+#[allow(clippy::type_complexity)]
+fn decode_probes(
+    liveness: Option<Value>,
+    readiness: Option<Value>,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<(Option<crate::Probe>, Option<crate::Probe>)> {
+    let mut decode = |value: Option<Value>, kind: ProbeKind| match value {
+        None | Some(Value::Null) => Some(None),
+        Some(value) => decode_probe(value, kind, &path.key(kind.field()), report).map(Some),
+    };
+    let liveness = decode(liveness, ProbeKind::Liveness);
+    let readiness = decode(readiness, ProbeKind::Readiness);
+    Some((liveness?, readiness?))
 }
 
 /// The most epochs a learner may be asked to train for.
@@ -416,15 +438,20 @@ fn decode_container(
         .memory
         .and_then(|memory| decode_quantity(memory, &path.key("memory"), report, Amount::Memory));
     let restart = decode_restart(raw.restart, &path.key("restart"), report);
-    let spec = match (image, restart) {
-        (Some(image), Some(restart)) => Some(ContainerSpec {
-            image,
-            cmd,
-            args,
-            env,
-            ports,
-            restart,
-        }),
+    let probes = decode_probes(raw.liveness_probe, raw.readiness_probe, path, report);
+    let spec = match (image, restart, probes) {
+        (Some(image), Some(restart), Some((liveness_probe, readiness_probe))) => {
+            Some(ContainerSpec {
+                image,
+                cmd,
+                args,
+                env,
+                ports,
+                restart,
+                liveness_probe,
+                readiness_probe,
+            })
+        }
         _ => None,
     };
     DecodedWorkload {

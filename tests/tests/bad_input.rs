@@ -20,6 +20,14 @@ fn with_component(component: &str) -> String {
     )
 }
 
+/// A process component whose properties end with `probe` (written at the properties' indent,
+/// on line 12).
+fn with_probe(probe: &str) -> String {
+    with_component(&format!(
+        "    - name: web\n      type: process\n      properties:\n        command: [\"sleep\", \"60\"]\n        {probe}\n"
+    ))
+}
+
 fn alias_bomb() -> String {
     let mut doc = String::from(
         "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
@@ -96,6 +104,80 @@ fn bad_files_are_refused_with_specific_errors_and_change_nothing() {
             vec!["cycle", "a -> b -> a"],
         ),
         ("bomb.yaml", alias_bomb(), vec!["alias"]),
+        (
+            "probe-two-handlers.yaml",
+            with_probe(
+                "livenessProbe:\n          exec: {command: [\"true\"]}\n          tcpSocket: {port: 80}",
+            ),
+            vec![
+                "probe-two-handlers.yaml:13:11:",
+                "spec.components[0].properties.livenessProbe.tcpSocket",
+                "only one of exec, tcpSocket",
+            ],
+        ),
+        (
+            "probe-no-handler.yaml",
+            with_probe("readinessProbe:\n          periodSeconds: 5"),
+            vec![
+                "probe-no-handler.yaml:11:9:",
+                "readinessProbe needs one of exec, httpGet or tcpSocket",
+            ],
+        ),
+        (
+            "probe-period.yaml",
+            with_probe(
+                "readinessProbe:\n          tcpSocket: {port: 80}\n          periodSeconds: 0",
+            ),
+            vec![
+                "probe-period.yaml:13:11:",
+                "spec.components[0].properties.readinessProbe.periodSeconds",
+                "expected an integer from 1 to 86400",
+            ],
+        ),
+        (
+            "probe-port.yaml",
+            with_probe("livenessProbe:\n          httpGet: {path: /healthz, port: 70000}"),
+            vec![
+                "probe-port.yaml:12:",
+                "livenessProbe.httpGet.port",
+                "invalid port 70000",
+            ],
+        ),
+        (
+            "probe-named-port.yaml",
+            with_probe("livenessProbe:\n          tcpSocket: {port: http}"),
+            vec![
+                "tcpSocket.port",
+                "named port \"http\"",
+                "not supported by gossipctl",
+            ],
+        ),
+        (
+            "probe-liveness-success.yaml",
+            with_probe(
+                "livenessProbe:\n          exec: {command: [\"true\"]}\n          successThreshold: 2",
+            ),
+            vec![
+                "probe-liveness-success.yaml:13:11:",
+                "successThreshold must be 1 for a liveness probe",
+            ],
+        ),
+        (
+            "probe-typo.yaml",
+            with_probe(
+                "readinessProbe:\n          exec: {command: [\"true\"]}\n          failureTreshold: 2",
+            ),
+            vec![
+                "probe-typo.yaml:13:11:",
+                "unknown field \"failureTreshold\"",
+                "failureThreshold",
+            ],
+        ),
+        (
+            "probe-https.yaml",
+            with_probe("readinessProbe:\n          httpGet: {path: /, port: 443, scheme: HTTPS}"),
+            vec!["httpGet.scheme", "not supported by gossipctl"],
+        ),
     ];
 
     for (name, contents, expected) in &cases {

@@ -311,3 +311,82 @@ fn after_failover_and_return_one_container_per_replica_remains() {
         },
     );
 }
+
+/// Probes of a container run against the container: `httpGet` at its own address (the port
+/// is not published), `exec` inside it through the engine.
+#[test]
+fn container_probes_run_inside_and_against_the_container() {
+    build_images();
+    let cluster = Cluster::up(1);
+    let app = unique_app("probed-web");
+    let _cleanup = Cleanup(app.clone());
+    let yaml = format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {app}
+spec:
+  components:
+    - name: web
+      type: webservice
+      properties:
+        image: gossipctl/busybox:local
+        args:
+          - sh
+          - -c
+          - "mkdir -p /www && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"
+        readinessProbe:
+          httpGet: {{path: /health, port: 8080}}
+          periodSeconds: 1
+        livenessProbe:
+          exec: {{command: ["sh", "-c", "! test -e /www/dead"]}}
+          periodSeconds: 1
+          failureThreshold: 2
+"#
+    );
+    let file = cluster.write(&format!("{app}.yaml"), &yaml);
+    cluster.ctl(&["deploy", &file]).ok();
+    let id = format!("{app}/web/0");
+    let workload = || {
+        cluster
+            .workloads()
+            .into_iter()
+            .find(|w| w["id"] == id.as_str())
+            .unwrap_or_default()
+    };
+    wait_for(
+        "the web container to run, not ready",
+        Duration::from_secs(60),
+        || {
+            let w = workload();
+            w["state"] == "running" && w["message"].as_str().unwrap_or("").contains("404")
+        },
+    );
+    let container = format!("gossip_node-1_{app}_web_0");
+    docker(&["exec", &container, "sh", "-c", "echo ok > /www/health"]);
+    wait_for(
+        "the web container to be ready",
+        Duration::from_secs(15),
+        || workload()["state"] == "ready",
+    );
+    docker(&["exec", &container, "touch", "/www/dead"]);
+    wait_for(
+        "the liveness failure to restart it",
+        Duration::from_secs(30),
+        || {
+            let w = workload();
+            w["restarts"].as_u64() >= Some(1) && w["state"] == "running"
+        },
+    );
+    // A fresh container: no /www/dead, no /www/health, so alive and not ready.
+    let agent_log = std::fs::read_to_string(cluster.dir.path().join("node-1/gossipd.log")).unwrap();
+    assert!(
+        agent_log.lines().any(|l| l.contains(id.as_str())
+            && l.contains("liveness probe failed: exited with status 1")),
+        "{agent_log}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let w = workload();
+    assert_eq!(w["state"], "running", "{w}");
+    assert_eq!(w["restarts"], 1, "{w}");
+}

@@ -8,11 +8,12 @@
 //! Names are unique per engine, so one replica can never run twice on one node.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkSettings, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
@@ -23,6 +24,7 @@ use orchestrator::{ContainerSpec, Resources, RestartPolicy, WorkloadId};
 use crate::api::LogStream;
 use crate::logs::{LineWriter, LogStore, MAX_LINES_PER_WORKLOAD};
 use crate::runtime::env::replica_env;
+use crate::runtime::probe::Target;
 use crate::runtime::supervisor::{Attempt, Exit, Runner, STOP_GRACE};
 
 /// How long the agent waits for an engine to answer before it offers no container runtime.
@@ -232,19 +234,24 @@ impl Runner for ContainerRunner {
 
     async fn run(&mut self, attempt: &mut Attempt<'_>) -> Exit {
         let name = self.launch.name();
-        let pid = match self.start(&name).await {
-            Ok((how, pid)) => {
+        let (pid, address) = match self.start(&name).await {
+            Ok((how, pid, address)) => {
                 attempt.note(match how {
                     Started::Created => {
                         format!("started container {name} ({})", self.launch.spec.image)
                     }
                     Started::Adopted => format!("adopted running container {name}"),
                 });
-                pid
+                (pid, address)
             }
             Err(message) => return Exit::Failed(message),
         };
-        attempt.running(pid);
+        let target = Target::Container {
+            docker: self.docker.clone(),
+            name: name.clone(),
+            address,
+        };
+        attempt.running(pid, target);
         let follower = tokio::spawn(follow_logs(
             self.docker.clone(),
             name.clone(),
@@ -276,8 +283,9 @@ impl Runner for ContainerRunner {
 
 impl ContainerRunner {
     /// Adopts the replica's container if it runs with this definition; otherwise replaces
-    /// whatever has its name with a fresh one. Returns how, and the container's main pid.
-    async fn start(&self, name: &str) -> Result<(Started, Option<u32>), String> {
+    /// whatever has its name with a fresh one. Returns how, the container's main pid and its
+    /// address.
+    async fn start(&self, name: &str) -> Result<(Started, Option<u32>, Option<IpAddr>), String> {
         let docker = &self.docker;
         let wanted = self.launch.fingerprint.to_string();
         match docker.inspect_container(name, None).await {
@@ -287,7 +295,7 @@ impl ContainerRunner {
                 let same = labels.get(LABEL_FINGERPRINT) == Some(&wanted);
                 if same && state.running == Some(true) {
                     let pid = state.pid.and_then(|p| u32::try_from(p).ok());
-                    return Ok((Started::Adopted, pid));
+                    return Ok((Started::Adopted, pid, address_of(found.network_settings)));
                 }
                 remove(docker, name).await?;
             }
@@ -315,13 +323,13 @@ impl ContainerRunner {
             .start_container(name, None)
             .await
             .map_err(|e| format!("cannot start container {name}: {}", describe(&e)))?;
-        let pid = docker
-            .inspect_container(name, None)
-            .await
-            .ok()
-            .and_then(|c| c.state?.pid)
+        let inspected = docker.inspect_container(name, None).await.ok();
+        let pid = inspected
+            .as_ref()
+            .and_then(|c| c.state.as_ref()?.pid)
             .and_then(|p| u32::try_from(p).ok());
-        Ok((Started::Created, pid))
+        let address = inspected.and_then(|c| address_of(c.network_settings));
+        Ok((Started::Created, pid, address))
     }
 
     /// Fetches the image from its registry, for engines that can reach one.
@@ -342,6 +350,15 @@ impl ContainerRunner {
         }
         Ok(())
     }
+}
+
+/// A container's address on its first network (the engine's bridge, by default).
+fn address_of(settings: Option<NetworkSettings>) -> Option<IpAddr> {
+    settings?
+        .networks?
+        .into_values()
+        .filter_map(|endpoint| endpoint.ip_address?.parse().ok())
+        .next()
 }
 
 /// Waits for the container to stop running and says how it ended.
@@ -467,6 +484,8 @@ mod tests {
                     },
                 ],
                 restart: RestartPolicy::Always,
+                liveness_probe: None,
+                readiness_probe: None,
             },
             resources: Resources {
                 cpu_millis: 500,

@@ -76,6 +76,8 @@ impl LearnerRuntime {
             ],
             working_dir: None,
             restart: RestartPolicy::OnFailure,
+            liveness_probe: None,
+            readiness_probe: None,
         }
     }
 }

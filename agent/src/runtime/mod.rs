@@ -6,6 +6,7 @@ pub mod container;
 pub mod env;
 pub mod learner;
 pub mod orphans;
+pub mod probe;
 pub mod process;
 pub mod supervisor;
 

@@ -19,6 +19,7 @@ use crate::api::LogStream;
 use crate::logs::{LineWriter, LogStore};
 use crate::runtime::env::replica_env;
 use crate::runtime::learner::LearnerLink;
+use crate::runtime::probe::Target;
 use crate::runtime::supervisor::{Attempt, Exit, Runner, STOP_GRACE};
 use crate::store::Store;
 
@@ -79,6 +80,26 @@ impl Launch {
     }
 }
 
+impl Launch {
+    /// Where the replica's probes run: on this node, with the replica's environment.
+    fn probe_target(&self) -> Target {
+        let mut env: Vec<(String, String)> = replica_env(&self.id, self.replicas, &self.node)
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect();
+        env.extend(
+            self.spec
+                .env
+                .iter()
+                .map(|e| (e.name.clone(), e.value.clone())),
+        );
+        Target::Host {
+            env,
+            working_dir: self.spec.working_dir.clone(),
+        }
+    }
+}
+
 /// Runs a replica as a child process of the agent.
 pub struct ProcessRunner {
     pub launch: Launch,
@@ -130,7 +151,7 @@ async fn run(mut child: Child, launch: &Launch, store: &Store, attempt: &mut Att
         )),
     ];
     attempt.note(format!("started, pid {pid}"));
-    attempt.running(Some(pid));
+    attempt.running(Some(pid), launch.probe_target());
 
     let exit = tokio::select! {
         exited = child.wait() => Some(exited),
@@ -247,6 +268,7 @@ impl Tail {
 mod tests {
     use super::*;
     use crate::api::WorkloadState;
+    use crate::runtime::probe::Probes;
     use crate::runtime::supervisor::{Status, Supervisor};
 
     fn launch(command: &[&str], restart: RestartPolicy) -> Launch {
@@ -261,6 +283,8 @@ mod tests {
                 env: vec![],
                 working_dir: None,
                 restart,
+                liveness_probe: None,
+                readiness_probe: None,
             },
             replicas: 1,
             node: "test-node".into(),
@@ -274,13 +298,134 @@ mod tests {
         logs: &LogStore,
         store: &Store,
     ) -> Supervisor {
+        start_probed(command, restart, Probes::default(), logs, store)
+    }
+
+    fn start_probed(
+        command: &[&str],
+        restart: RestartPolicy,
+        probes: Probes,
+        logs: &LogStore,
+        store: &Store,
+    ) -> Supervisor {
         let launch = launch(command, restart);
         let id = launch.id.clone();
         let runner = ProcessRunner {
             launch,
             store: store.clone(),
         };
-        Supervisor::start(&id, runner, logs.clone(), Arc::default())
+        Supervisor::start(&id, runner, probes, logs.clone(), Arc::default())
+    }
+
+    /// An exec probe checked every second from the start.
+    fn exec_probe(script: &str, failure_threshold: u32) -> orchestrator::Probe {
+        orchestrator::Probe {
+            action: orchestrator::ProbeAction::Exec {
+                command: vec!["sh".into(), "-c".into(), script.into()],
+            },
+            initial_delay_seconds: 0,
+            period_seconds: 1,
+            timeout_seconds: 1,
+            success_threshold: 1,
+            failure_threshold,
+        }
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_probe_and_liveness_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let logs = LogStore::new();
+        let flag = dir.path().join("ready");
+        // Ready once the flag file exists; alive while it has not said "dead".
+        let probes = Probes {
+            readiness: Some(exec_probe(&format!("test -e {}", flag.display()), 1)),
+            liveness: Some(exec_probe(
+                &format!("! grep -q dead {} 2>/dev/null", flag.display()),
+                2,
+            )),
+        };
+        let mut supervisor = start_probed(
+            &["sleep", "300"],
+            RestartPolicy::Always,
+            probes,
+            &logs,
+            &store,
+        );
+        let running = wait_for(&supervisor, |s| s.state == WorkloadState::Running).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let not_ready = supervisor.status();
+        assert_eq!(
+            not_ready.state,
+            WorkloadState::Running,
+            "not ready before the flag"
+        );
+        assert!(
+            not_ready
+                .message
+                .starts_with("not ready: exited with status 1"),
+            "{not_ready:?}"
+        );
+
+        std::fs::write(&flag, "ok").unwrap();
+        let ready = wait_for(&supervisor, |s| s.state == WorkloadState::Ready).await;
+        assert_eq!(ready.pid, running.pid);
+        assert!(ready.message.is_empty());
+
+        std::fs::write(&flag, "dead").unwrap();
+        let restarted = wait_for(&supervisor, |s| s.restarts == 1 && s.pid.is_some()).await;
+        assert_ne!(
+            restarted.pid, running.pid,
+            "the liveness failure replaced the process"
+        );
+        assert!(
+            !alive(running.pid.unwrap() as i32),
+            "the old process is gone"
+        );
+        let lines: Vec<String> = logs
+            .snapshot(|_| true, None)
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("liveness probe failed (2/2)")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("liveness probe failed: ")
+                    && l.ends_with("restarting in 100ms")),
+            "{lines:?}"
+        );
+        supervisor.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_liveness_failure_under_never_leaves_the_replica_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let logs = LogStore::new();
+        let probes = Probes {
+            liveness: Some(exec_probe("exit 1", 1)),
+            readiness: None,
+        };
+        let mut supervisor = start_probed(
+            &["sleep", "300"],
+            RestartPolicy::Never,
+            probes,
+            &logs,
+            &store,
+        );
+        let failed = wait_for(&supervisor, |s| s.state == WorkloadState::Failed).await;
+        assert_eq!(
+            failed.message,
+            "liveness probe failed: exited with status 1"
+        );
+        assert_eq!(failed.restarts, 0);
+        supervisor.stop().await;
     }
 
     async fn wait_for(supervisor: &Supervisor, check: impl Fn(&Status) -> bool) -> Status {

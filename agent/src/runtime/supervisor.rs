@@ -6,6 +6,7 @@
 //! run it again lives here, so processes, learners and containers restart by the same rules.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::api::{LogStream, WorkloadState};
 use crate::logs::LogStore;
+use crate::runtime::probe::{self, Probes, Target};
 
 /// How long a replica gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -59,8 +61,14 @@ pub trait Runner: Send + 'static {
 pub struct Attempt<'a> {
     id: &'a str,
     logs: &'a LogStore,
-    observed: &'a Observed,
+    observed: &'a Arc<Observed>,
     stop: &'a mut watch::Receiver<bool>,
+    probes: &'a Probes,
+    /// This attempt's number: probes of an earlier attempt change nothing.
+    number: u64,
+    /// Set, with the reason, when the liveness probe failed: the replica is to be restarted.
+    restart: watch::Sender<Option<String>>,
+    probing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Attempt<'_> {
@@ -78,17 +86,87 @@ impl Attempt<'_> {
         self.logs.append(self.id, LogStream::Agent, text.as_ref());
     }
 
-    pub fn running(&self, pid: Option<u32>) {
+    /// The replica runs (as `pid`, where it has one); its probes, if it has any, start now
+    /// against `target`.
+    pub fn running(&mut self, pid: Option<u32>, target: Target) {
         set(self.observed, |s| {
             s.state = WorkloadState::Running;
             s.pid = pid;
             s.message.clear();
         });
+        if self.probes.is_empty() || self.probing.is_some() {
+            return;
+        }
+        let report = ProbeReport {
+            id: self.id.to_string(),
+            logs: self.logs.clone(),
+            observed: Arc::clone(self.observed),
+            attempt: self.number,
+        };
+        let probes = self.probes.clone();
+        let restart = self.restart.clone();
+        let started = tokio::time::Instant::now();
+        self.probing = Some(tokio::spawn(async move {
+            let why = probe::watch(probes, target, started, report).await;
+            let _ = restart.send(Some(why));
+        }));
     }
 
-    /// Completes once the replica is asked to stop.
+    /// Completes once the replica is asked to stop, or its liveness probe failed.
     pub async fn stop_requested(&mut self) {
-        let _ = self.stop.wait_for(|stopped| *stopped).await;
+        let mut restart = self.restart.subscribe();
+        tokio::select! {
+            _ = self.stop.wait_for(|stopped| *stopped) => {}
+            _ = restart.wait_for(Option::is_some) => {}
+        }
+    }
+
+    /// Ends the attempt: its probes stop and can change nothing any more. Returns why the
+    /// liveness probe failed, if that ended it.
+    fn finish(self) -> Option<String> {
+        if let Some(task) = &self.probing {
+            task.abort();
+        }
+        {
+            let _status = self.observed.status.lock().expect("status lock");
+            self.observed.attempt.fetch_add(1, Ordering::SeqCst);
+        }
+        self.restart.borrow().clone()
+    }
+}
+
+/// Readiness verdicts and notes of one attempt's probes.
+struct ProbeReport {
+    id: String,
+    logs: LogStore,
+    observed: Arc<Observed>,
+    attempt: u64,
+}
+
+impl probe::Report for ProbeReport {
+    fn readiness(&self, ready: bool, why: &str) {
+        let mut status = self.observed.status.lock().expect("status lock");
+        // A later attempt, or a replica that stopped running, is not this probe's to judge.
+        if self.observed.attempt.load(Ordering::SeqCst) != self.attempt
+            || !matches!(status.state, WorkloadState::Running | WorkloadState::Ready)
+        {
+            return;
+        }
+        let before = status.state;
+        if ready {
+            status.state = WorkloadState::Ready;
+            status.message.clear();
+        } else {
+            status.state = WorkloadState::Running;
+            status.message = format!("not ready: {why}");
+        }
+        if status.state != before {
+            self.observed.changed.notify_one();
+        }
+    }
+
+    fn note(&self, text: &str) {
+        self.logs.append(&self.id, LogStream::Agent, text);
     }
 }
 
@@ -105,6 +183,7 @@ impl Supervisor {
     pub fn start(
         id: &WorkloadId,
         runner: impl Runner,
+        probes: Probes,
         logs: LogStore,
         changed: Arc<Notify>,
     ) -> Self {
@@ -115,10 +194,15 @@ impl Supervisor {
             pid: None,
         });
         let (stop, stop_rx) = watch::channel(false);
-        let observed = Arc::new(Observed { status, changed });
+        let observed = Arc::new(Observed {
+            status,
+            attempt: AtomicU64::new(0),
+            changed,
+        });
         let task = tokio::spawn(supervise(
             id.to_string(),
             runner,
+            probes,
             logs,
             observed.clone(),
             stop_rx,
@@ -150,6 +234,8 @@ impl Supervisor {
 /// A replica's status and whom to tell when it changes.
 struct Observed {
     status: Mutex<Status>,
+    /// The current attempt's number, changed under the status lock.
+    attempt: AtomicU64,
     changed: Arc<Notify>,
 }
 
@@ -165,6 +251,7 @@ fn set(observed: &Observed, update: impl FnOnce(&mut Status)) {
 async fn supervise(
     id: String,
     mut runner: impl Runner,
+    probes: Probes,
     logs: LogStore,
     observed: Arc<Observed>,
     mut stop: watch::Receiver<bool>,
@@ -179,8 +266,21 @@ async fn supervise(
             logs: &logs,
             observed: &observed,
             stop: &mut stop,
+            probes: &probes,
+            number: observed.attempt.load(Ordering::SeqCst),
+            restart: watch::channel(None).0,
+            probing: None,
         };
-        let (failed, message) = match runner.run(&mut attempt).await {
+        let exit = runner.run(&mut attempt).await;
+        let exit = match (exit, attempt.finish()) {
+            // Stopped because the liveness probe failed, not because it was asked to.
+            (Exit::Stopped, Some(why)) if !*stop.borrow() => {
+                tracing::warn!(workload = %id, "liveness probe failed: {why}");
+                Exit::Failed(format!("liveness probe failed: {why}"))
+            }
+            (exit, _) => exit,
+        };
+        let (failed, message) = match exit {
             Exit::Stopped => break,
             Exit::Succeeded => (false, "exited with status 0".to_string()),
             Exit::Failed(message) => {

@@ -250,6 +250,8 @@ pub fn process_component(name: &str, replicas: u32, placement: Placement) -> Com
             env: vec![],
             working_dir: None,
             restart: RestartPolicy::Always,
+            liveness_probe: None,
+            readiness_probe: None,
         }),
         replicas,
         placement,

@@ -11,6 +11,7 @@ use crate::model::{
     LearnerSpec, LearningRate, MatchExpression, Operator, Placement, PortSpec, PreferredTerm,
     ProcessSpec, Resources, RestartPolicy, Spread, Workload,
 };
+use crate::probes::{HttpHeader, Probe, ProbeAction};
 
 fn dns_label() -> impl Strategy<Value = String> {
     "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?"
@@ -59,6 +60,46 @@ fn env() -> impl Strategy<Value = Vec<EnvVar>> {
     })
 }
 
+fn probe(liveness: bool) -> impl Strategy<Value = Probe> {
+    let action = prop_oneof![
+        prop::collection::vec("[a-z][a-z0-9 /._-]{0,8}", 1..3)
+            .prop_map(|command| ProbeAction::Exec { command }),
+        (
+            "/[a-z0-9/._-]{0,10}",
+            1..=u16::MAX,
+            prop::option::of("[a-z][a-z0-9.-]{0,8}"),
+            prop::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,8}", "[ -~]{0,8}"), 0..2),
+        )
+            .prop_map(|(path, port, host, headers)| ProbeAction::HttpGet {
+                path,
+                port,
+                host,
+                headers: headers
+                    .into_iter()
+                    .map(|(name, value)| HttpHeader {
+                        name,
+                        value: value.trim().to_string(),
+                    })
+                    .collect(),
+            }),
+        (
+            1..=u16::MAX,
+            prop::option::of("[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}")
+        )
+            .prop_map(|(port, host)| ProbeAction::TcpSocket { port, host }),
+    ];
+    (action, 0..100u32, 1..100u32, 1..30u32, 1..10u32, 1..10u32).prop_map(
+        move |(action, delay, period, timeout, success, failure)| Probe {
+            action,
+            initial_delay_seconds: delay,
+            period_seconds: period,
+            timeout_seconds: timeout,
+            success_threshold: if liveness { 1 } else { success },
+            failure_threshold: failure,
+        },
+    )
+}
+
 fn process() -> impl Strategy<Value = Workload> {
     (
         "[a-z/][a-z0-9/._-]{0,10}",
@@ -66,16 +107,22 @@ fn process() -> impl Strategy<Value = Workload> {
         env(),
         prop::option::of("/[a-z0-9/]{0,10}"),
         restart(),
+        prop::option::of(probe(true)),
+        prop::option::of(probe(false)),
     )
-        .prop_map(|(program, args, env, working_dir, restart)| {
-            let command = std::iter::once(program).chain(args).collect();
-            Workload::Process(ProcessSpec {
-                command,
-                env,
-                working_dir,
-                restart,
-            })
-        })
+        .prop_map(
+            |(program, args, env, working_dir, restart, liveness_probe, readiness_probe)| {
+                let command = std::iter::once(program).chain(args).collect();
+                Workload::Process(ProcessSpec {
+                    command,
+                    env,
+                    working_dir,
+                    restart,
+                    liveness_probe,
+                    readiness_probe,
+                })
+            },
+        )
 }
 
 fn container(webservice: bool) -> impl Strategy<Value = Workload> {
@@ -91,30 +138,36 @@ fn container(webservice: bool) -> impl Strategy<Value = Workload> {
         env(),
         ports,
         restart(),
+        prop::option::of(probe(true)),
+        prop::option::of(probe(false)),
     )
-        .prop_map(move |(image, cmd, args, env, ports, restart)| {
-            let ports = ports
-                .into_iter()
-                .map(|(port, (expose, host_port))| PortSpec {
-                    port,
-                    expose,
-                    host_port,
-                })
-                .collect();
-            let spec = ContainerSpec {
-                image,
-                cmd,
-                args,
-                env,
-                ports,
-                restart,
-            };
-            if webservice {
-                Workload::Webservice(spec)
-            } else {
-                Workload::Worker(spec)
-            }
-        })
+        .prop_map(
+            move |(image, cmd, args, env, ports, restart, liveness_probe, readiness_probe)| {
+                let ports = ports
+                    .into_iter()
+                    .map(|(port, (expose, host_port))| PortSpec {
+                        port,
+                        expose,
+                        host_port,
+                    })
+                    .collect();
+                let spec = ContainerSpec {
+                    image,
+                    cmd,
+                    args,
+                    env,
+                    ports,
+                    restart,
+                    liveness_probe,
+                    readiness_probe,
+                };
+                if webservice {
+                    Workload::Webservice(spec)
+                } else {
+                    Workload::Worker(spec)
+                }
+            },
+        )
 }
 
 fn json() -> impl Strategy<Value = serde_json::Value> {

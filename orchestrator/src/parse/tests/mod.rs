@@ -1,6 +1,7 @@
 //! One test per rule: each asserts the path, the position and the key words of the message.
 
 mod document;
+mod probes;
 mod references;
 mod traits;
 mod workloads;
