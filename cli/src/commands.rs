@@ -98,6 +98,19 @@ pub async fn deploy(
         }
     }
     println!("{summary}");
+    let paced: Vec<&str> = app
+        .components
+        .iter()
+        .filter(|c| c.rollout.is_some() && outcome.changed.contains(&c.name))
+        .map(|c| c.name.as_str())
+        .collect();
+    if !paced.is_empty() {
+        eprintln!(
+            "note: the rollout trait of {} is validated and stored, but this version's agents do \
+             not pace replacements by it yet: changed replicas are replaced at once",
+            paced.join(", ")
+        );
+    }
     if wait {
         wait_until_running(client, &app.name, outcome.generation, timeout).await?;
     }

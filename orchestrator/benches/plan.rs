@@ -72,6 +72,7 @@ fn apps() -> Vec<Application> {
                         memory_bytes: 128 << 20,
                     },
                     depends_on: vec![],
+                    rollout: None,
                 }],
                 policies: vec![],
             }

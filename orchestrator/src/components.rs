@@ -85,6 +85,7 @@ pub(crate) fn decode_component(
                 .iter()
                 .map(|reference| reference.name.clone())
                 .collect(),
+            rollout: traits.rollout,
         }),
         _ => None,
     };

@@ -7,6 +7,7 @@ pub mod parse;
 pub mod plan;
 #[cfg(test)]
 mod plan_properties;
+pub mod rollout;
 pub mod state;
 
 mod components;

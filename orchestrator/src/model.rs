@@ -34,6 +34,9 @@ pub struct Component {
     pub resources: Resources,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// From the `rollout` trait: how a changed definition replaces the replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutSpec>,
 }
 
 /// What a replica runs. The tag is the OAM component `type`.
@@ -354,6 +357,21 @@ impl Component {
         let canonical =
             serde_json::to_vec(&(&self.workload, &self.resources)).expect("component serialises");
         xxhash_rust::xxh3::xxh3_64(&canonical)
+    }
+
+    /// How this component's replicas are replaced when its definition changes: the
+    /// `rollout` trait's values, or the defaults (one replica unavailable at a time; one
+    /// surge replica for containers, none for processes and learners, which may hold a
+    /// node-local resource such as a port; two minutes to become ready).
+    pub fn rollout_policy(&self) -> crate::rollout::RolloutPolicy {
+        let default_surge = match self.workload {
+            Workload::Webservice(_) | Workload::Worker(_) => 1,
+            Workload::Process(_) | Workload::Learner(_) => 0,
+        };
+        match &self.rollout {
+            Some(spec) => spec.policy(self.replicas, default_surge),
+            None => crate::rollout::RolloutPolicy::with_surge(default_surge),
+        }
     }
 
     /// The readiness probe of a process or container component.

@@ -528,6 +528,7 @@ mod tests {
                 placement,
                 resources,
                 depends_on: vec![],
+                rollout: None,
             }],
             policies: vec![],
         }

@@ -103,6 +103,7 @@ fn component_strategy(index: usize) -> impl Strategy<Value = Component> {
                     memory_bytes: mib << 20,
                 },
                 depends_on: vec![],
+                rollout: None,
             },
         )
 }

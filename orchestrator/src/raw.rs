@@ -296,6 +296,20 @@ pub(crate) struct RawScaler {
     pub replicas: Option<i64>,
 }
 
+/// `rollout` trait properties. The two limits are counts or percentages, hence untyped.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "rollout properties: a mapping with maxUnavailable, maxSurge, minReadySeconds and progressDeadlineSeconds"
+)]
+pub(crate) struct RawRollout {
+    pub max_unavailable: Option<Value>,
+    pub max_surge: Option<Value>,
+    pub min_ready_seconds: Option<Integer>,
+    pub progress_deadline_seconds: Option<Integer>,
+}
+
 /// `affinity` trait properties.
 #[derive(Debug, Deserialize)]
 #[serde(

@@ -10,6 +10,7 @@ use crate::model::{
 };
 use crate::probes::{Probe, ProbeAction};
 use crate::quantity::{format_cpu, format_memory};
+use crate::rollout::Share;
 
 impl Application {
     /// Renders this application as a `core.oam.dev/v1beta1` document that
@@ -244,6 +245,23 @@ fn render_traits(component: &Component) -> Vec<Value> {
             fields = fields.field("topologyKey", key.as_str());
         }
         add("spread", fields.field("maxSkew", spread.max_skew));
+    }
+    if let Some(rollout) = &component.rollout {
+        let share = |share: Share| match share {
+            Share::Count(count) => Value::from(count),
+            Share::Percent(percent) => Value::from(format!("{percent}%")),
+        };
+        let mut fields = Fields::new();
+        if let Some(max_unavailable) = rollout.max_unavailable {
+            fields = fields.field("maxUnavailable", share(max_unavailable));
+        }
+        if let Some(max_surge) = rollout.max_surge {
+            fields = fields.field("maxSurge", share(max_surge));
+        }
+        let fields = fields
+            .field("minReadySeconds", rollout.min_ready_seconds)
+            .field("progressDeadlineSeconds", rollout.progress_deadline_seconds);
+        add("rollout", fields);
     }
     traits
 }

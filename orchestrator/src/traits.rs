@@ -9,12 +9,14 @@ use crate::diagnostics::Report;
 use crate::model::{MatchExpression, Operator, Placement, PreferredTerm, Spread};
 use crate::names::{check_label_key, check_label_value};
 use crate::path::FieldPath;
+use crate::raw::Integer;
 use crate::raw::{
     RawAffinity, RawComponentList, RawMatchExpression, RawNodeAffinity, RawNodeSelector,
-    RawPreferredTerm, RawResource, RawScaler, RawSelectorTerm, RawSpread, RawTopologySpread,
-    RawTrait,
+    RawPreferredTerm, RawResource, RawRollout, RawScaler, RawSelectorTerm, RawSpread,
+    RawTopologySpread, RawTrait,
 };
 use crate::references::{Reference, unique_references};
+use crate::rollout::{RolloutSpec, Share};
 use crate::workloads::{Amount, decode_quantity};
 
 /// The trait types this orchestrator understands.
@@ -25,16 +27,18 @@ enum TraitKind {
     Spread,
     TopologySpreadConstraints,
     Resource,
+    Rollout,
 }
 
 impl TraitKind {
     /// In the order error messages list them.
-    const ALL: [TraitKind; 5] = [
+    const ALL: [TraitKind; 6] = [
         TraitKind::Scaler,
         TraitKind::Affinity,
         TraitKind::Spread,
         TraitKind::TopologySpreadConstraints,
         TraitKind::Resource,
+        TraitKind::Rollout,
     ];
 
     fn name(self) -> &'static str {
@@ -44,6 +48,7 @@ impl TraitKind {
             TraitKind::Spread => "spread",
             TraitKind::TopologySpreadConstraints => "topologyspreadconstraints",
             TraitKind::Resource => "resource",
+            TraitKind::Rollout => "rollout",
         }
     }
 
@@ -74,6 +79,7 @@ pub(crate) struct TraitIntents {
     pub avoid: Vec<Reference>,
     pub cpu_millis: Option<u64>,
     pub memory_bytes: Option<u64>,
+    pub rollout: Option<RolloutSpec>,
 }
 
 /// Decodes the `traits` list at `path`, reporting every problem; what could not be decoded is
@@ -141,6 +147,9 @@ pub(crate) fn decode_traits(
             TraitKind::Resource => {
                 decode_resource(properties, &properties_path, report, &mut intents);
             }
+            TraitKind::Rollout => {
+                intents.rollout = decode_rollout(properties, &properties_path, report);
+            }
         }
     }
     intents
@@ -164,6 +173,98 @@ fn decode_scaler(
             format!("replicas must be between 0 and {MAX_REPLICAS}; got {replicas}"),
         ),
     }
+}
+
+/// The longest `progressDeadlineSeconds` and `minReadySeconds` accepted: a day.
+const MAX_ROLLOUT_SECONDS: i128 = 24 * 3600;
+
+fn decode_rollout(properties: Value, path: &FieldPath, report: &mut Report) -> Option<RolloutSpec> {
+    let raw = report.decode::<RawRollout>(properties, path)?;
+    let max_unavailable = decode_share(raw.max_unavailable, &path.key("maxUnavailable"), report);
+    let max_surge = decode_share(raw.max_surge, &path.key("maxSurge"), report);
+    let mut seconds = |value: Option<Integer>, field: &str, default: u32, min: i128| {
+        let Some(Integer(value)) = value else {
+            return Some(default);
+        };
+        if (min..=MAX_ROLLOUT_SECONDS).contains(&value) {
+            Some(value as u32)
+        } else {
+            report.error(
+                &path.key(field),
+                format!(
+                    "invalid {field} {value}; expected an integer from {min} to {MAX_ROLLOUT_SECONDS}"
+                ),
+            );
+            None
+        }
+    };
+    let min_ready_seconds = seconds(raw.min_ready_seconds, "minReadySeconds", 0, 0);
+    let progress_deadline_seconds = seconds(
+        raw.progress_deadline_seconds,
+        "progressDeadlineSeconds",
+        120,
+        1,
+    );
+    let (max_unavailable, max_surge) = (max_unavailable?, max_surge?);
+    let zero = |share: Option<Share>| matches!(share, Some(Share::Count(0) | Share::Percent(0)));
+    if zero(max_unavailable) && zero(max_surge) {
+        report.error(
+            &path.key("maxSurge"),
+            "maxUnavailable and maxSurge cannot both be 0: no replica could be replaced",
+        );
+        return None;
+    }
+    if let (Some(min_ready), Some(deadline)) = (min_ready_seconds, progress_deadline_seconds)
+        && deadline <= min_ready
+    {
+        report.error(
+            &path.key("progressDeadlineSeconds"),
+            format!(
+                "progressDeadlineSeconds ({deadline}) must be greater than minReadySeconds ({min_ready})"
+            ),
+        );
+        return None;
+    }
+    Some(RolloutSpec {
+        max_unavailable,
+        max_surge,
+        min_ready_seconds: min_ready_seconds?,
+        progress_deadline_seconds: progress_deadline_seconds?,
+    })
+}
+
+/// A count (`1`) or a percentage (`"25%"`); `Some(None)` when left out, `None` when invalid.
+fn decode_share(
+    value: Option<Value>,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<Option<Share>> {
+    let share = match &value {
+        None => return Some(None),
+        Some(Value::Number(number)) => number
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| i64::from(*n) <= MAX_REPLICAS)
+            .map(Share::Count),
+        Some(Value::String(text)) => text
+            .strip_suffix('%')
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n <= 100)
+            .map(Share::Percent),
+        Some(_) => None,
+    };
+    if share.is_none() {
+        let written = serde_yaml::to_string(&value).unwrap_or_default();
+        report.error(
+            path,
+            format!(
+                "invalid value {}; expected a number of replicas (0 to {MAX_REPLICAS}) or a percentage such as \"25%\"",
+                written.trim_end()
+            ),
+        );
+        return None;
+    }
+    Some(share)
 }
 
 fn decode_affinity(

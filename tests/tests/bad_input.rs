@@ -174,6 +174,39 @@ fn bad_files_are_refused_with_specific_errors_and_change_nothing() {
             ],
         ),
         (
+            "rollout-zero.yaml",
+            with_component(
+                "    - name: web\n      type: process\n      properties:\n        command: [\"true\"]\n      traits:\n        - type: rollout\n          properties: {maxUnavailable: 0, maxSurge: 0}\n",
+            ),
+            vec![
+                "rollout-zero.yaml:13:",
+                "spec.components[0].traits[0].properties.maxSurge",
+                "cannot both be 0",
+            ],
+        ),
+        (
+            "rollout-percent.yaml",
+            with_component(
+                "    - name: web\n      type: process\n      properties:\n        command: [\"true\"]\n      traits:\n        - type: rollout\n          properties:\n            maxUnavailable: 120%\n",
+            ),
+            vec![
+                "rollout-percent.yaml:14:13:",
+                "traits[0].properties.maxUnavailable",
+                "a percentage such as \"25%\"",
+            ],
+        ),
+        (
+            "rollout-deadline.yaml",
+            with_component(
+                "    - name: web\n      type: process\n      properties:\n        command: [\"true\"]\n      traits:\n        - type: rollout\n          properties:\n            progressDeadlineSeconds: soon\n",
+            ),
+            vec![
+                "rollout-deadline.yaml:14:",
+                "progressDeadlineSeconds",
+                "expected an integer",
+            ],
+        ),
+        (
             "probe-https.yaml",
             with_probe("readinessProbe:\n          httpGet: {path: /, port: 443, scheme: HTTPS}"),
             vec!["httpGet.scheme", "not supported by gossipctl"],

@@ -260,6 +260,7 @@ pub fn process_component(name: &str, replicas: u32, placement: Placement) -> Com
             memory_bytes: 128 << 20,
         },
         depends_on: vec![],
+        rollout: None,
     }
 }
 

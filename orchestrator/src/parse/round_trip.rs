@@ -12,6 +12,7 @@ use crate::model::{
     ProcessSpec, Resources, RestartPolicy, Spread, Workload,
 };
 use crate::probes::{HttpHeader, Probe, ProbeAction};
+use crate::rollout::{RolloutSpec, Share};
 
 fn dns_label() -> impl Strategy<Value = String> {
     "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?"
@@ -370,17 +371,34 @@ fn component(names: Vec<String>, index: usize) -> impl Strategy<Value = Componen
         placement(others),
         resources,
         prop::sample::subsequence(earlier.clone(), 0..=earlier.len()).prop_shuffle(),
+        prop::option::of(rollout()),
     )
         .prop_map(
-            move |(workload, replicas, placement, resources, depends_on)| Component {
+            move |(workload, replicas, placement, resources, depends_on, rollout)| Component {
                 name: name.clone(),
                 workload,
                 replicas,
                 placement,
                 resources,
                 depends_on,
+                rollout,
             },
         )
+}
+
+fn rollout() -> impl Strategy<Value = RolloutSpec> {
+    let share = prop::option::of(prop_oneof![
+        (1..=10_000u32).prop_map(Share::Count),
+        (1..=100u32).prop_map(Share::Percent),
+    ]);
+    (share.clone(), share, 0..100u32, 0..1000u32).prop_map(
+        |(max_unavailable, max_surge, min_ready_seconds, extra)| RolloutSpec {
+            max_unavailable,
+            max_surge,
+            min_ready_seconds,
+            progress_deadline_seconds: min_ready_seconds + 1 + extra,
+        },
+    )
 }
 
 fn policies() -> impl Strategy<Value = Vec<Policy>> {

@@ -48,7 +48,7 @@ fn unknown_and_duplicate_traits() {
     assert_eq!(
         unknown.message,
         "unknown trait type \"autoscaler\"; expected one of scaler, affinity, spread, \
-         topologyspreadconstraints, resource"
+         topologyspreadconstraints, resource, rollout"
     );
     assert_eq!(position(unknown), (11, 11));
     let duplicate = at(
@@ -289,4 +289,101 @@ fn resource_trait() {
     assert_eq!(position(error), (12, 24));
     let diagnostics = parse_err(&resource("{}"));
     at(&diagnostics, path, "sets neither cpu nor memory");
+}
+
+#[test]
+fn rollout_reads_counts_and_percentages() {
+    let component = only_component(&document(
+        "- name: web
+  type: process
+  properties: {command: [x]}
+  traits:
+    - type: scaler
+      properties: {replicas: 8}
+    - type: rollout
+      properties:
+        maxUnavailable: 25%
+        maxSurge: 2
+        minReadySeconds: 5
+        progressDeadlineSeconds: 60
+",
+    ));
+    let policy = component.rollout_policy();
+    assert_eq!(
+        (
+            policy.max_unavailable,
+            policy.max_surge,
+            policy.min_ready_seconds,
+            policy.progress_deadline_seconds
+        ),
+        (2, 2, 5, 60)
+    );
+    let plain = only_component(&document(
+        "- name: web\n  type: webservice\n  properties: {image: nginx}\n",
+    ));
+    let defaults = plain.rollout_policy();
+    assert_eq!(
+        (
+            defaults.max_unavailable,
+            defaults.max_surge,
+            defaults.progress_deadline_seconds
+        ),
+        (1, 1, 120)
+    );
+}
+
+#[test]
+fn rollout_mistakes_are_reported_at_their_field() {
+    let diagnostics = parse_err(&document(
+        "- name: a
+  type: process
+  properties: {command: [x]}
+  traits:
+    - type: rollout
+      properties:
+        maxUnavailable: 150%
+        maxSurge: -1
+        minReadySeconds: 30
+        progressDeadlineSeconds: 0
+- name: b
+  type: process
+  properties: {command: [x]}
+  traits:
+    - type: rollout
+      properties: {maxUnavailable: 0, maxSurge: 0%}
+- name: c
+  type: process
+  properties: {command: [x]}
+  traits:
+    - type: rollout
+      properties: {minReadySeconds: 30, progressDeadlineSeconds: 20, maxUnavailible: 1}
+",
+    ));
+    let trait_path = |c: usize| format!("spec.components[{c}].traits[0].properties");
+    let unavailable = at(
+        &diagnostics,
+        &format!("{}.maxUnavailable", trait_path(0)),
+        "expected a number of replicas (0 to 10000) or a percentage such as \"25%\"",
+    );
+    assert_eq!(position(unavailable), (13, 13));
+    at(
+        &diagnostics,
+        &format!("{}.maxSurge", trait_path(0)),
+        "invalid value -1",
+    );
+    at(
+        &diagnostics,
+        &format!("{}.progressDeadlineSeconds", trait_path(0)),
+        "expected an integer from 1 to 86400",
+    );
+    at(
+        &diagnostics,
+        &format!("{}.maxSurge", trait_path(1)),
+        "cannot both be 0",
+    );
+    at(
+        &diagnostics,
+        &format!("{}.maxUnavailible", trait_path(2)),
+        "unknown field",
+    );
 }
