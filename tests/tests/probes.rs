@@ -15,7 +15,7 @@ fn free_port() -> u16 {
 }
 
 /// `gate`: ready while `$DIR/ready` exists (exec), alive while `$DIR/dead` does not (exec,
-/// two failures). `web`: a busybox httpd serving `$DIR/www`, ready when `/health` answers
+/// two failures). `follower`: depends on `gate`, so starts once it is ready. `web`: a busybox httpd serving `$DIR/www`, ready when `/health` answers
 /// (httpGet), alive while its port accepts (tcpSocket).
 fn app(marker: &str, dir: &str, port: u16) -> String {
     let (name, value) = marker.split_once('=').unwrap();
@@ -42,6 +42,11 @@ spec:
             command: ["sh", "-c", "! test -e {dir}/dead"]
           periodSeconds: 1
           failureThreshold: 2
+    - name: follower
+      type: process
+      dependsOn: [gate]
+      properties:
+        command: ["sleep", "3600"]
     - name: web
       type: process
       properties:
@@ -118,6 +123,8 @@ fn readiness_gates_ready_and_liveness_restarts() {
     assert_eq!(state(&cluster, "probed/web/0"), "running");
     assert_eq!(counts(&cluster, "gate"), (1, 0));
     assert_eq!(counts(&cluster, "web"), (1, 0));
+    // dependsOn waits for readiness, not only for a running process.
+    assert_eq!(state(&cluster, "probed/follower/0"), "pending");
     let web = workload(&cluster, "probed/web/0");
     assert!(
         web["message"].as_str().unwrap().contains("404"),
@@ -132,6 +139,11 @@ fn readiness_gates_ready_and_liveness_restarts() {
     });
     assert_eq!(counts(&cluster, "gate"), (1, 1));
     assert_eq!(counts(&cluster, "web"), (1, 1));
+    wait_for(
+        "the follower to start once the gate is ready",
+        Duration::from_secs(10),
+        || state(&cluster, "probed/follower/0") == "running",
+    );
     let table = cluster.ctl(&["describe", "app", "probed"]).ok().stdout;
     assert!(table.contains("READY"), "{table}");
     let listed = cluster.ctl(&["get", "workloads"]).ok().stdout;
