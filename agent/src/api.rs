@@ -247,8 +247,8 @@ pub enum WorkloadState {
     Failed,
     Stopped,
     /// Runs and its readiness probe passes. Only replicas with a readiness probe report it;
-    /// one without counts as ready once it runs (see [`WorkloadState::is_up`]). Last, so that
-    /// the states stored before it keep their encoding.
+    /// one without counts as ready once it runs (see [`WorkloadState::is_ready`]). An agent
+    /// older than this state cannot read a status that carries it.
     Ready,
 }
 
