@@ -290,6 +290,10 @@ pub struct WorkloadView {
     /// How far a learner replica got, as it last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learner: Option<LearnerProgress>,
+    /// When it entered `state` (wall-clock milliseconds since the Unix epoch, its node's
+    /// clock), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -440,6 +440,7 @@ impl Node {
                 pid: status.pid,
                 fingerprint: replica.fingerprint,
                 learner: progress,
+                since_ms: status.since_ms,
             };
             current.insert(workload_key(id, self.name()), record);
         }
@@ -453,6 +454,7 @@ impl Node {
                 pid: None,
                 fingerprint: wanted.get(id).map_or(0, |w| w.fingerprint),
                 learner: None,
+                since_ms: 0,
             };
             current.insert(workload_key(id, self.name()), record);
         }

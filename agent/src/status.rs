@@ -151,6 +151,7 @@ impl Node {
                 message,
                 pid,
                 learner,
+                since_ms: record.map(|r| r.since_ms).filter(|ms| *ms > 0),
             };
             let ready = up && state.is_ready(probed);
             views.push((workload, Health { up, ready }));
@@ -173,6 +174,7 @@ impl Node {
                     restarts: record.restarts,
                     message: "stopping: no longer placed here".to_string(),
                     pid: record.pid,
+                    since_ms: Some(record.since_ms).filter(|ms| *ms > 0),
                     learner: record.learner.clone(),
                 };
                 views.push((workload, Health::default()));

@@ -68,8 +68,11 @@ pub fn apps(apps: &[AppView], format: Format) -> String {
 pub fn workloads(workloads: &[WorkloadView], format: Format) -> String {
     let mut header = vec!["ID", "TYPE", "NODE", "STATE", "RESTARTS", "MESSAGE"];
     if format == Format::Wide {
-        header.extend(["PID", "EPOCH", "ACCURACY"]);
+        header.extend(["PID", "FOR", "EPOCH", "ACCURACY"]);
     }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     table(
         &header,
         workloads.iter().map(|w| {
@@ -83,6 +86,11 @@ pub fn workloads(workloads: &[WorkloadView], format: Format) -> String {
             ];
             if format == Format::Wide {
                 row.push(w.pid.map_or(String::new(), |p| p.to_string()));
+                row.push(w.since_ms.map_or(String::new(), |since| {
+                    age(std::time::Duration::from_millis(
+                        now_ms.saturating_sub(since),
+                    ))
+                }));
                 match &w.learner {
                     Some(p) => row.extend([
                         format!("{}/{}", p.epoch, p.epochs),
@@ -94,6 +102,17 @@ pub fn workloads(workloads: &[WorkloadView], format: Format) -> String {
             row
         }),
     )
+}
+
+/// How long, as `kubectl` writes ages: `42s`, `3m12s`, `5h3m`, `2d4h`.
+fn age(elapsed: std::time::Duration) -> String {
+    let s = elapsed.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+    }
 }
 
 pub fn nodes(nodes: &[NodeView], format: Format) -> String {
@@ -221,5 +240,19 @@ fn bytes(n: u64) -> String {
         format!("{n}B")
     } else {
         format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ages_read_as_kubectl_writes_them() {
+        assert_eq!(age(Duration::from_millis(42_900)), "42s");
+        assert_eq!(age(Duration::from_secs(192)), "3m12s");
+        assert_eq!(age(Duration::from_secs(5 * 3600 + 180)), "5h3m");
+        assert_eq!(age(Duration::from_secs(2 * 86_400 + 4 * 3600 + 59)), "2d4h");
     }
 }

@@ -101,6 +101,13 @@ fn readiness_gates_ready_and_liveness_restarts() {
     std::fs::create_dir_all(dir.join("www")).unwrap();
     let port = free_port();
     let file = cluster.write("probed.yaml", &app(&marker, dir.to_str().unwrap(), port));
+    let wall_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let deployed_ms = wall_ms();
     cluster.ctl(&["deploy", &file]).ok();
 
     // Both run, neither is ready: the gate's flag is missing, the web has no /health yet.
@@ -139,6 +146,14 @@ fn readiness_gates_ready_and_liveness_restarts() {
     });
     assert_eq!(counts(&cluster, "gate"), (1, 1));
     assert_eq!(counts(&cluster, "web"), (1, 1));
+    // The status says since when it is ready.
+    let ready_since = workload(&cluster, "probed/gate/0")["since_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (deployed_ms..=wall_ms()).contains(&ready_since),
+        "ready since {ready_since}, deployed at {deployed_ms}"
+    );
     wait_for(
         "the follower to start once the gate is ready",
         Duration::from_secs(10),
@@ -187,6 +202,13 @@ fn readiness_gates_ready_and_liveness_restarts() {
         "the restarted gate to be ready",
         Duration::from_secs(15),
         || state(&cluster, "probed/gate/0") == "ready",
+    );
+    let ready_again = workload(&cluster, "probed/gate/0")["since_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        ready_again > ready_since,
+        "{ready_again} after {ready_since}"
     );
     assert!(
         !e2e::processes_with_env(&marker)

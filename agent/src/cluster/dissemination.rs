@@ -301,6 +301,7 @@ mod tests {
             pid: None,
             fingerprint: 1,
             learner: None,
+            since_ms: 0,
         }
     }
 

@@ -51,6 +51,14 @@ pub struct WorkloadRecord {
     /// A learner replica's latest progress report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learner: Option<orchestrator::learner_link::LearnerProgress>,
+    /// When (wall-clock milliseconds, the node's clock) it entered `state`; 0 when unknown
+    /// (reports from older agents, replicas not started yet).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub since_ms: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 pub fn workload_key(id: &WorkloadId, node: &str) -> String {

@@ -31,6 +31,15 @@ pub struct Status {
     pub restarts: u32,
     pub message: String,
     pub pid: Option<u32>,
+    /// Wall-clock milliseconds since the Unix epoch when `state` last changed.
+    pub since_ms: u64,
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How one attempt at running a replica ended.
@@ -161,6 +170,7 @@ impl probe::Report for ProbeReport {
             status.message = format!("not ready: {why}");
         }
         if status.state != before {
+            status.since_ms = wall_ms();
             self.observed.changed.notify_one();
         }
     }
@@ -192,6 +202,7 @@ impl Supervisor {
             restarts: 0,
             message: String::new(),
             pid: None,
+            since_ms: wall_ms(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let observed = Arc::new(Observed {
@@ -244,6 +255,7 @@ fn set(observed: &Observed, update: impl FnOnce(&mut Status)) {
     let before = status.state;
     update(&mut status);
     if status.state != before {
+        status.since_ms = wall_ms();
         observed.changed.notify_one();
     }
 }

@@ -415,6 +415,7 @@ fn bench_per_update_work_as_the_state_grows() {
         pid: None,
         fingerprint: 1,
         learner: None,
+        since_ms: 0,
     };
     let batch = 100u32;
     let batches = 200u32;

@@ -324,6 +324,7 @@ fn status(node: &str, replica: u32) -> WorkloadRecord {
         pid: Some(42),
         fingerprint: 7,
         learner: None,
+        since_ms: 0,
     }
 }
 

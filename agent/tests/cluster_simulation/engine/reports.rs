@@ -154,6 +154,7 @@ impl Sim {
                 pid: None,
                 fingerprint: 1,
                 learner: None,
+                since_ms: 0,
             };
             updates.extend(sim_node.replica.put_workload(record, wall));
         }
