@@ -481,7 +481,7 @@ impl Node {
             store: self.store.clone(),
         };
         let fingerprint = component.fingerprint();
-        let probes = Probes::of(&component.workload);
+        let probes = component.workload.probes().cloned().unwrap_or_default();
         let runtimes = &self.runtimes;
         let (supervisor, link) = match (&component.workload, &runtimes.learner, &runtimes.container)
         {

@@ -29,4 +29,4 @@ mod workloads;
 
 pub use model::*;
 pub use parse::{Diagnostic, Diagnostics, MAX_DOCUMENT_BYTES, parse_application};
-pub use probes::{HttpHeader, Probe, ProbeAction};
+pub use probes::{HttpHeader, Probe, ProbeAction, Probes};

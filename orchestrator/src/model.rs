@@ -58,13 +58,21 @@ impl Workload {
             env: vec![],
             working_dir: None,
             restart: RestartPolicy::Always,
-            liveness_probe: None,
-            readiness_probe: None,
+            probes: crate::Probes::default(),
         })
     }
 }
 
 impl Workload {
+    /// Its health probes; a learner has none.
+    pub fn probes(&self) -> Option<&crate::Probes> {
+        match self {
+            Workload::Process(spec) => Some(&spec.probes),
+            Workload::Webservice(spec) | Workload::Worker(spec) => Some(&spec.probes),
+            Workload::Learner(_) => None,
+        }
+    }
+
     /// The OAM component type name, as written in the YAML.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -88,12 +96,9 @@ pub struct ProcessSpec {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub restart: RestartPolicy,
-    /// `livenessProbe`: restarts the replica when it fails (see [`crate::Probe`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness_probe: Option<crate::Probe>,
-    /// `readinessProbe`: whether a running replica is ready; without one it is once it runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness_probe: Option<crate::Probe>,
+    /// `livenessProbe` and `readinessProbe`, at the same level in the JSON.
+    #[serde(flatten)]
+    pub probes: crate::Probes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,12 +131,9 @@ pub struct ContainerSpec {
     pub ports: Vec<PortSpec>,
     #[serde(default)]
     pub restart: RestartPolicy,
-    /// `livenessProbe`: restarts the replica when it fails (see [`crate::Probe`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness_probe: Option<crate::Probe>,
-    /// `readinessProbe`: whether a running replica is ready; without one it is once it runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness_probe: Option<crate::Probe>,
+    /// `livenessProbe` and `readinessProbe`, at the same level in the JSON.
+    #[serde(flatten)]
+    pub probes: crate::Probes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -376,10 +378,6 @@ impl Component {
 
     /// The readiness probe of a process or container component.
     pub fn readiness_probe(&self) -> Option<&crate::Probe> {
-        match &self.workload {
-            Workload::Process(spec) => spec.readiness_probe.as_ref(),
-            Workload::Webservice(spec) | Workload::Worker(spec) => spec.readiness_probe.as_ref(),
-            Workload::Learner(_) => None,
-        }
+        self.workload.probes()?.readiness_probe.as_ref()
     }
 }

@@ -16,6 +16,24 @@ use crate::names::check_no_nul;
 use crate::path::FieldPath;
 use crate::raw::Integer;
 
+/// A replica's health probes, as a component's properties hold them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probes {
+    /// `livenessProbe`: restarts the replica when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// `readinessProbe`: whether a running replica is ready; without one it is once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+}
+
+impl Probes {
+    pub fn is_empty(&self) -> bool {
+        self.liveness_probe.is_none() && self.readiness_probe.is_none()
+    }
+}
+
 /// One probe, validated: what to check and how often.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -8,7 +8,7 @@ use crate::model::{
     Application, Component, ContainerSpec, EnvVar, INTAKE_ALL, LearnerSpec, MatchExpression,
     Operator, Placement, ProcessSpec, RestartPolicy, Workload,
 };
-use crate::probes::{Probe, ProbeAction};
+use crate::probes::{Probe, ProbeAction, Probes};
 use crate::quantity::{format_cpu, format_memory};
 use crate::rollout::Share;
 
@@ -73,7 +73,7 @@ fn render_process(process: &ProcessSpec) -> Value {
         fields = fields.field("workingDir", working_dir.as_str());
     }
     let fields = render_restart(fields, process.restart);
-    render_probes(fields, &process.liveness_probe, &process.readiness_probe).into()
+    render_probes(fields, &process.probes).into()
 }
 
 /// Every field, defaults included: what a learner trains is worth seeing in full.
@@ -125,23 +125,14 @@ fn render_container(container: &ContainerSpec) -> Value {
         fields = fields.field("ports", sequence(ports));
     }
     let fields = render_restart(fields, container.restart);
-    render_probes(
-        fields,
-        &container.liveness_probe,
-        &container.readiness_probe,
-    )
-    .into()
+    render_probes(fields, &container.probes).into()
 }
 
-fn render_probes(
-    mut fields: Fields,
-    liveness: &Option<Probe>,
-    readiness: &Option<Probe>,
-) -> Fields {
-    if let Some(probe) = liveness {
+fn render_probes(mut fields: Fields, probes: &Probes) -> Fields {
+    if let Some(probe) = &probes.liveness_probe {
         fields = fields.field("livenessProbe", render_probe(probe));
     }
-    if let Some(probe) = readiness {
+    if let Some(probe) = &probes.readiness_probe {
         fields = fields.field("readinessProbe", render_probe(probe));
     }
     fields

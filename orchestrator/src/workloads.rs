@@ -98,33 +98,33 @@ fn decode_process(properties: Value, path: &FieldPath, report: &mut Report) -> O
         }
     }
     let restart = decode_restart(raw.restart, &path.key("restart"), report);
-    let (liveness_probe, readiness_probe) =
-        decode_probes(raw.liveness_probe, raw.readiness_probe, path, report)?;
+    let probes = decode_probes(raw.liveness_probe, raw.readiness_probe, path, report)?;
     Some(ProcessSpec {
         command: command?,
         env,
         working_dir: raw.working_dir,
         restart: restart?,
-        liveness_probe,
-        readiness_probe,
+        probes,
     })
 }
 
 /// A component's `livenessProbe` and `readinessProbe`; `None` if either was invalid.
-#[allow(clippy::type_complexity)]
 fn decode_probes(
     liveness: Option<Value>,
     readiness: Option<Value>,
     path: &FieldPath,
     report: &mut Report,
-) -> Option<(Option<crate::Probe>, Option<crate::Probe>)> {
+) -> Option<crate::Probes> {
     let mut decode = |value: Option<Value>, kind: ProbeKind| match value {
         None | Some(Value::Null) => Some(None),
         Some(value) => decode_probe(value, kind, &path.key(kind.field()), report).map(Some),
     };
     let liveness = decode(liveness, ProbeKind::Liveness);
     let readiness = decode(readiness, ProbeKind::Readiness);
-    Some((liveness?, readiness?))
+    Some(crate::Probes {
+        liveness_probe: liveness?,
+        readiness_probe: readiness?,
+    })
 }
 
 /// The most epochs a learner may be asked to train for.
@@ -440,18 +440,15 @@ fn decode_container(
     let restart = decode_restart(raw.restart, &path.key("restart"), report);
     let probes = decode_probes(raw.liveness_probe, raw.readiness_probe, path, report);
     let spec = match (image, restart, probes) {
-        (Some(image), Some(restart), Some((liveness_probe, readiness_probe))) => {
-            Some(ContainerSpec {
-                image,
-                cmd,
-                args,
-                env,
-                ports,
-                restart,
-                liveness_probe,
-                readiness_probe,
-            })
-        }
+        (Some(image), Some(restart), Some(probes)) => Some(ContainerSpec {
+            image,
+            cmd,
+            args,
+            env,
+            ports,
+            restart,
+            probes,
+        }),
         _ => None,
     };
     DecodedWorkload {

@@ -484,8 +484,7 @@ mod tests {
                     },
                 ],
                 restart: RestartPolicy::Always,
-                liveness_probe: None,
-                readiness_probe: None,
+                probes: Default::default(),
             },
             resources: Resources {
                 cpu_millis: 500,

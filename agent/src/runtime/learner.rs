@@ -76,8 +76,7 @@ impl LearnerRuntime {
             ],
             working_dir: None,
             restart: RestartPolicy::OnFailure,
-            liveness_probe: None,
-            readiness_probe: None,
+            probes: Default::default(),
         }
     }
 }

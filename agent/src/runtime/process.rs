@@ -283,8 +283,7 @@ mod tests {
                 env: vec![],
                 working_dir: None,
                 restart,
-                liveness_probe: None,
-                readiness_probe: None,
+                probes: Default::default(),
             },
             replicas: 1,
             node: "test-node".into(),
@@ -339,8 +338,8 @@ mod tests {
         let flag = dir.path().join("ready");
         // Ready once the flag file exists; alive while it has not said "dead".
         let probes = Probes {
-            readiness: Some(exec_probe(&format!("test -e {}", flag.display()), 1)),
-            liveness: Some(exec_probe(
+            readiness_probe: Some(exec_probe(&format!("test -e {}", flag.display()), 1)),
+            liveness_probe: Some(exec_probe(
                 &format!("! grep -q dead {} 2>/dev/null", flag.display()),
                 2,
             )),
@@ -409,8 +408,8 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let logs = LogStore::new();
         let probes = Probes {
-            liveness: Some(exec_probe("exit 1", 1)),
-            readiness: None,
+            liveness_probe: Some(exec_probe("exit 1", 1)),
+            readiness_probe: None,
         };
         let mut supervisor = start_probed(
             &["sleep", "300"],

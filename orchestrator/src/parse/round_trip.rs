@@ -11,7 +11,7 @@ use crate::model::{
     LearnerSpec, LearningRate, MatchExpression, Operator, Placement, PortSpec, PreferredTerm,
     ProcessSpec, Resources, RestartPolicy, Spread, Workload,
 };
-use crate::probes::{HttpHeader, Probe, ProbeAction};
+use crate::probes::{HttpHeader, Probe, ProbeAction, Probes};
 use crate::rollout::{RolloutSpec, Share};
 
 fn dns_label() -> impl Strategy<Value = String> {
@@ -119,8 +119,10 @@ fn process() -> impl Strategy<Value = Workload> {
                     env,
                     working_dir,
                     restart,
-                    liveness_probe,
-                    readiness_probe,
+                    probes: Probes {
+                        liveness_probe,
+                        readiness_probe,
+                    },
                 })
             },
         )
@@ -159,8 +161,10 @@ fn container(webservice: bool) -> impl Strategy<Value = Workload> {
                     env,
                     ports,
                     restart,
-                    liveness_probe,
-                    readiness_probe,
+                    probes: Probes {
+                        liveness_probe,
+                        readiness_probe,
+                    },
                 };
                 if webservice {
                     Workload::Webservice(spec)

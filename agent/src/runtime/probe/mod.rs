@@ -11,38 +11,12 @@ pub mod tracker;
 
 use std::time::Duration;
 
-use orchestrator::{Probe, Workload};
+use orchestrator::Probe;
+pub use orchestrator::Probes;
 use tokio::time::Instant;
 
 pub use check::Target;
 use tracker::{Tracker, due, next};
-
-/// A replica's probes, from its component's properties.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Probes {
-    pub liveness: Option<Probe>,
-    pub readiness: Option<Probe>,
-}
-
-impl Probes {
-    pub fn of(workload: &Workload) -> Self {
-        let (liveness, readiness) = match workload {
-            Workload::Process(spec) => (&spec.liveness_probe, &spec.readiness_probe),
-            Workload::Webservice(spec) | Workload::Worker(spec) => {
-                (&spec.liveness_probe, &spec.readiness_probe)
-            }
-            Workload::Learner(_) => (&None, &None),
-        };
-        Probes {
-            liveness: liveness.clone(),
-            readiness: readiness.clone(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.liveness.is_none() && self.readiness.is_none()
-    }
-}
 
 /// What the probes of one attempt report, as they happen.
 pub trait Report: Send + Sync + 'static {
@@ -62,13 +36,13 @@ pub async fn watch(
     report: impl Report,
 ) -> String {
     let readiness = async {
-        match &probes.readiness {
+        match &probes.readiness_probe {
             Some(probe) => readiness(probe, &target, started, &report).await,
             None => std::future::pending().await,
         }
     };
     let liveness = async {
-        match &probes.liveness {
+        match &probes.liveness_probe {
             Some(probe) => liveness(probe, &target, started, &report).await,
             None => std::future::pending().await,
         }

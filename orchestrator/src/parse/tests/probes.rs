@@ -1,17 +1,11 @@
 //! `livenessProbe` and `readinessProbe`.
 
 use super::*;
-use crate::model::Workload;
 use crate::probes::{HttpHeader, Probe, ProbeAction};
 
 fn probes_of(component: &Component) -> (Option<Probe>, Option<Probe>) {
-    match &component.workload {
-        Workload::Process(p) => (p.liveness_probe.clone(), p.readiness_probe.clone()),
-        Workload::Webservice(c) | Workload::Worker(c) => {
-            (c.liveness_probe.clone(), c.readiness_probe.clone())
-        }
-        Workload::Learner(_) => (None, None),
-    }
+    let probes = component.workload.probes().cloned().unwrap_or_default();
+    (probes.liveness_probe, probes.readiness_probe)
 }
 
 #[test]
