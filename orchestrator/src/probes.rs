@@ -15,6 +15,7 @@ use crate::diagnostics::Report;
 use crate::names::check_no_nul;
 use crate::path::FieldPath;
 use crate::raw::Integer;
+use crate::workloads::check_range;
 
 /// A replica's health probes, as a component's properties hold them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,7 +229,7 @@ pub(crate) fn decode_probe(
         }
     };
     let mut seconds = |value: Option<Integer>, field: &str, default: u32, min: u32| {
-        check_range(value, default, min, MAX_SECONDS, &path.key(field), report)
+        check_range(value, default, min..=MAX_SECONDS, field, path, report)
     };
     let initial_delay_seconds = seconds(raw.initial_delay_seconds, "initialDelaySeconds", 0, 0);
     let period_seconds = seconds(raw.period_seconds, "periodSeconds", 10, 1);
@@ -236,17 +237,17 @@ pub(crate) fn decode_probe(
     let success_threshold = check_range(
         raw.success_threshold,
         1,
-        1,
-        MAX_THRESHOLD,
-        &path.key("successThreshold"),
+        1..=MAX_THRESHOLD,
+        "successThreshold",
+        path,
         report,
     );
     let failure_threshold = check_range(
         raw.failure_threshold,
         3,
-        1,
-        MAX_THRESHOLD,
-        &path.key("failureThreshold"),
+        1..=MAX_THRESHOLD,
+        "failureThreshold",
+        path,
         report,
     );
     if kind == ProbeKind::Liveness && success_threshold.is_some_and(|s| s != 1) {
@@ -443,28 +444,4 @@ fn is_header_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
-}
-
-/// An integer field between `min` and `max`, or `default` when left out.
-fn check_range(
-    value: Option<Integer>,
-    default: u32,
-    min: u32,
-    max: u32,
-    path: &FieldPath,
-    report: &mut Report,
-) -> Option<u32> {
-    let Some(Integer(value)) = value else {
-        return Some(default);
-    };
-    match u32::try_from(value) {
-        Ok(value) if (min..=max).contains(&value) => Some(value),
-        _ => {
-            report.error(
-                path,
-                format!("invalid value {value}; expected an integer from {min} to {max}"),
-            );
-            None
-        }
-    }
 }

@@ -17,7 +17,7 @@ use crate::raw::{
 };
 use crate::references::{Reference, unique_references};
 use crate::rollout::{RolloutSpec, Share};
-use crate::workloads::{Amount, decode_quantity};
+use crate::workloads::{Amount, check_range, decode_quantity};
 
 /// The trait types this orchestrator understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,27 +176,21 @@ fn decode_scaler(
 }
 
 /// The longest `progressDeadlineSeconds` and `minReadySeconds` accepted: a day.
-const MAX_ROLLOUT_SECONDS: i128 = 24 * 3600;
+const MAX_ROLLOUT_SECONDS: u32 = 24 * 3600;
 
 fn decode_rollout(properties: Value, path: &FieldPath, report: &mut Report) -> Option<RolloutSpec> {
     let raw = report.decode::<RawRollout>(properties, path)?;
     let max_unavailable = decode_share(raw.max_unavailable, &path.key("maxUnavailable"), report);
     let max_surge = decode_share(raw.max_surge, &path.key("maxSurge"), report);
-    let mut seconds = |value: Option<Integer>, field: &str, default: u32, min: i128| {
-        let Some(Integer(value)) = value else {
-            return Some(default);
-        };
-        if (min..=MAX_ROLLOUT_SECONDS).contains(&value) {
-            Some(value as u32)
-        } else {
-            report.error(
-                &path.key(field),
-                format!(
-                    "invalid {field} {value}; expected an integer from {min} to {MAX_ROLLOUT_SECONDS}"
-                ),
-            );
-            None
-        }
+    let mut seconds = |value: Option<Integer>, field: &str, default: u32, min: u32| {
+        check_range(
+            value,
+            default,
+            min..=MAX_ROLLOUT_SECONDS,
+            field,
+            path,
+            report,
+        )
     };
     let min_ready_seconds = seconds(raw.min_ready_seconds, "minReadySeconds", 0, 0);
     let progress_deadline_seconds = seconds(

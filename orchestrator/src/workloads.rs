@@ -331,15 +331,32 @@ fn check_count(
     path: &FieldPath,
     report: &mut Report,
 ) -> Option<u32> {
+    check_range(value, default, 1..=max, field, path, report)
+}
+
+/// The integer property `field` of the mapping at `path`, within `range`; `default` when it
+/// is left out.
+pub(crate) fn check_range(
+    value: Option<Integer>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+    field: &str,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<u32> {
     let Some(Integer(value)) = value else {
         return Some(default);
     };
     match u32::try_from(value) {
-        Ok(count) if (1..=max).contains(&count) => Some(count),
+        Ok(number) if range.contains(&number) => Some(number),
         _ => {
             report.error(
                 &path.key(field),
-                format!("invalid {field} {value}; expected an integer from 1 to {max}"),
+                format!(
+                    "invalid {field} {value}; expected an integer from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
             );
             None
         }

@@ -196,18 +196,8 @@ enum Scope {
 
 /// CPU seconds (user and system) the processes `pids` have used so far.
 fn cpu_seconds(pids: &[i32]) -> f64 {
-    // Linux reports these in USER_HZ: 100 per second on x86 and ARM.
-    let ticks = 100.0;
     pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // Fields after the command name (which may hold spaces) start at the state.
-            let after = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let user: f64 = fields.get(11)?.parse().ok()?;
-            let system: f64 = fields.get(12)?.parse().ok()?;
-            Some((user + system) / ticks)
-        })
+        .map(|&pid| e2e::cpu_time(pid, false).as_secs_f64())
         .sum()
 }
 

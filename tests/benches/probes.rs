@@ -56,14 +56,7 @@ fn app(name: &str, kind: &str, port: u16) -> String {
 
 /// CPU time of `pid` and of the children it reaped, in seconds.
 fn cpu_with_children(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("agent stat");
-    let after = stat.rsplit_once(')').expect("stat format").1;
-    let fields: Vec<f64> = after
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    // After the command: utime, stime, cutime, cstime are fields 14-17 (proc(5)), in USER_HZ.
-    (fields[11] + fields[12] + fields[13] + fields[14]) / 100.0
+    e2e::cpu_time(pid, true).as_secs_f64()
 }
 
 fn main() {

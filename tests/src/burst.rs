@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Cluster, processes_with_env, replica_groups, unique_marker};
+use crate::{Cluster, cpu_time, processes_with_env, replica_groups, unique_marker};
 
 /// One application of `components` process components with `replicas` replicas each, every
 /// process carrying `marker` (`KEY=VALUE`) in its environment.
@@ -25,21 +25,9 @@ pub fn burst_app(name: &str, components: usize, replicas: usize, marker: &str) -
 /// CPU time (user + system) the cluster's agents have used so far; agents that are gone count
 /// nothing.
 pub fn agents_cpu(cluster: &Cluster) -> Duration {
-    // The kernel reports in clock ticks; Linux fixes them at 100 a second for user space.
-    const TICKS_PER_SECOND: u64 = 100;
-    let ticks: u64 = (1..=cluster.nodes)
-        .filter_map(|i| {
-            let pid = cluster.agent_pid(i);
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (_, rest) = stat.rsplit_once(')')?;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // After the command: state is field 3, utime 14 and stime 15 (proc(5)).
-            let utime: u64 = fields.get(11)?.parse().ok()?;
-            let stime: u64 = fields.get(12)?.parse().ok()?;
-            Some(utime + stime)
-        })
-        .sum();
-    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+    (1..=cluster.nodes)
+        .map(|i| cpu_time(cluster.agent_pid(i).as_raw(), false))
+        .sum()
 }
 
 /// The agents' CPU time over `window` of doing nothing in particular.

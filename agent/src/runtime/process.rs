@@ -36,6 +36,28 @@ pub struct Launch {
 }
 
 impl Launch {
+    /// What the replica finds in its environment besides the agent's: who it is, then the
+    /// component's `env`.
+    fn env(&self) -> Vec<(String, String)> {
+        let own = replica_env(&self.id, self.replicas, &self.node)
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value));
+        let given = self
+            .spec
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()));
+        own.chain(given).collect()
+    }
+
+    /// Where the replica's probes run: on this node, with the replica's environment.
+    fn probe_target(&self) -> Target {
+        Target::Host {
+            env: self.env(),
+            working_dir: self.spec.working_dir.clone(),
+        }
+    }
+
     fn command(&self) -> Command {
         let (program, args) = self
             .spec
@@ -45,8 +67,7 @@ impl Launch {
         let mut command = Command::new(program);
         command
             .args(args)
-            .envs(replica_env(&self.id, self.replicas, &self.node))
-            .envs(self.spec.env.iter().map(|e| (&e.name, &e.value)))
+            .envs(self.env())
             .stdin(if self.learner.is_some() {
                 Stdio::piped()
             } else {
@@ -77,26 +98,6 @@ impl Launch {
             });
         }
         command
-    }
-}
-
-impl Launch {
-    /// Where the replica's probes run: on this node, with the replica's environment.
-    fn probe_target(&self) -> Target {
-        let mut env: Vec<(String, String)> = replica_env(&self.id, self.replicas, &self.node)
-            .into_iter()
-            .map(|(name, value)| (name.to_string(), value))
-            .collect();
-        env.extend(
-            self.spec
-                .env
-                .iter()
-                .map(|e| (e.name.clone(), e.value.clone())),
-        );
-        Target::Host {
-            env,
-            working_dir: self.spec.working_dir.clone(),
-        }
     }
 }
 

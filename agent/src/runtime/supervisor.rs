@@ -14,7 +14,7 @@ use orchestrator::{RestartPolicy, WorkloadId};
 use tokio::sync::{Notify, watch};
 
 use crate::api::{LogStream, WorkloadState};
-use crate::logs::LogStore;
+use crate::logs::{LogStore, now_ms};
 use crate::runtime::probe::{self, Probes, Target};
 
 /// How long a replica gets between SIGTERM and SIGKILL.
@@ -33,13 +33,6 @@ pub struct Status {
     pub pid: Option<u32>,
     /// Wall-clock milliseconds since the Unix epoch when `state` last changed.
     pub since_ms: u64,
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How one attempt at running a replica ended.
@@ -170,7 +163,7 @@ impl probe::Report for ProbeReport {
             status.message = format!("not ready: {why}");
         }
         if status.state != before {
-            status.since_ms = wall_ms();
+            status.since_ms = now_ms();
             self.observed.changed.notify_one();
         }
     }
@@ -202,7 +195,7 @@ impl Supervisor {
             restarts: 0,
             message: String::new(),
             pid: None,
-            since_ms: wall_ms(),
+            since_ms: now_ms(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let observed = Arc::new(Observed {
@@ -255,7 +248,7 @@ fn set(observed: &Observed, update: impl FnOnce(&mut Status)) {
     let before = status.state;
     update(&mut status);
     if status.state != before {
-        status.since_ms = wall_ms();
+        status.since_ms = now_ms();
         observed.changed.notify_one();
     }
 }
