@@ -65,6 +65,21 @@ pub enum Request {
     DescribeNode {
         name: String,
     },
+    /// Events recorded by every agent, oldest first; of one application, or all.
+    GetEvents {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app: Option<String>,
+    },
+    /// An application's generations: the current one and those kept for `RolloutUndo`.
+    RolloutHistory {
+        app: String,
+    },
+    /// Deploy an earlier generation again, as a new generation (answered like `Deploy`).
+    RolloutUndo {
+        app: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_generation: Option<u64>,
+    },
     /// `workload` is `APP/COMPONENT/REPLICA`, or `APP/COMPONENT` for every replica.
     /// An agent asks the nodes that run them; `local` (set on those inner requests) answers from
     /// this node's own logs only.
@@ -116,6 +131,14 @@ pub enum Response {
         version: String,
     },
     Deployed(DeployOutcome),
+    Events {
+        events: Vec<EventView>,
+    },
+    History {
+        app: String,
+        /// Newest first; the first is the current generation.
+        generations: Vec<GenerationView>,
+    },
     Deleted {
         name: String,
     },
@@ -304,6 +327,9 @@ pub enum AppStatus {
     Degraded,
     Unschedulable,
     Deleting,
+    /// A rollout missed its progress deadline and returned to the last available definition.
+    #[serde(rename = "rolled-back")]
+    RolledBack,
 }
 
 impl std::fmt::Display for AppStatus {
@@ -327,6 +353,68 @@ pub struct AppDetail {
     pub summary: AppView,
     pub components: Vec<ComponentDetail>,
     pub workloads: Vec<WorkloadView>,
+    /// The application's latest events, oldest first.
+    #[serde(default)]
+    pub events: Vec<EventView>,
+}
+
+/// One event, as `get events` shows it (see [`crate::rollout::activity`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventView {
+    /// Milliseconds since the Unix epoch, on the recording node's clock.
+    pub at_ms: u64,
+    /// The node that recorded it.
+    pub node: String,
+    pub reason: String,
+    /// `APP/COMPONENT/REPLICA` or `APP/COMPONENT`.
+    pub object: String,
+    pub message: String,
+}
+
+/// Where a component's rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutState {
+    /// Replicas are being replaced, or are not available yet.
+    Progressing,
+    /// Every replica runs the current definition and is available.
+    Complete,
+    /// The progress deadline passed: replicas return (or have returned) to the last
+    /// definition that was fully available.
+    RolledBack,
+}
+
+impl std::fmt::Display for RolloutState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).expect("state serialises");
+        f.write_str(s.as_str().unwrap_or("?"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub state: RolloutState,
+    /// Replicas placed on the definition the rollout heads for (surge replicas included),
+    /// available or not yet, as `kubectl rollout status` counts "updated".
+    pub updated: u32,
+    /// Replicas still on another definition.
+    pub outdated: u32,
+    /// Replicas available (ready for `minReadySeconds`) on the definition each should run.
+    pub available: u32,
+    /// When a progressing rollout is rolled back unless complete (milliseconds since the
+    /// Unix epoch), where it has a definition to return to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+}
+
+/// One generation of an application, as `rollout history` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationView {
+    pub generation: u64,
+    pub deployed_ms: u64,
+    /// Components whose definition differs from the generation before it.
+    pub changed: Vec<String>,
+    pub current: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -342,6 +430,9 @@ pub struct ComponentDetail {
     /// Why replicas could not be placed, when they could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unschedulable: Option<String>,
+    /// Its rollout (every component has one: a first deploy is a rollout too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutView>,
     /// For learners: progress and accuracy across the replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learning: Option<LearningSummary>,

@@ -21,6 +21,7 @@ pub mod logs;
 mod logs_api;
 pub mod node;
 pub mod reconcile;
+pub mod rollout;
 pub mod runtime;
 pub mod server;
 pub mod status;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrator::plan::{NodeInfo, Plan, Running, plan, required_runtime};
+use orchestrator::rollout::Heading;
 use orchestrator::state::Timestamp;
 use orchestrator::{Application, Component, ProcessSpec, Workload, WorkloadId};
 use tokio::sync::Notify;
@@ -26,6 +27,8 @@ use crate::cluster::transport::Peers;
 use crate::learner_routing::{NodeRouter, Route};
 use crate::logs::{LogStore, now_ms};
 use crate::reconcile::{Action, Wanted, pace, reconcile};
+use crate::rollout::activity::{self, Activity, Event, activity_key};
+use crate::rollout::decide::{self, ComponentKey, Decision};
 use crate::runtime::Runtimes;
 use crate::runtime::container::ContainerLaunch;
 use crate::runtime::learner::LearnerLink;
@@ -47,6 +50,10 @@ const RECONCILE_MAX_GAP: Duration = Duration::from_millis(100);
 /// At most this many replicas start per pass (see [`crate::reconcile::pace`]): with the rest
 /// above, starting fifty at once takes a few passes instead of starving the agent.
 const STARTS_PER_PASS: usize = 16;
+/// How long a serving replica that is to stop is reported as stopping before it is stopped:
+/// long enough for its status to reach the other agents and the clients that pick replicas
+/// by readiness.
+const DRAIN_DELAY: Duration = Duration::from_secs(1);
 /// How often this node looks for containers it labelled but no longer runs.
 const CONTAINER_SWEEP: Duration = Duration::from_secs(15);
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -92,6 +99,8 @@ pub struct View {
     pub nodes: BTreeMap<String, (NodeState, NodeRecord)>,
     /// Live status reports, by `APP/COMPONENT/REPLICA@NODE`.
     pub records: BTreeMap<String, WorkloadRecord>,
+    /// Every component's rollout step; its slots are what the plan places.
+    pub rollouts: BTreeMap<ComponentKey, Decision>,
     pub plan: Plan,
 }
 
@@ -104,6 +113,23 @@ impl View {
             .components
             .iter()
             .find(|c| c.name == id.component)
+    }
+
+    /// The definition replica `id` should run now: the current one, or during a rollout the
+    /// one its step keeps it on.
+    pub(crate) fn definition(&self, id: &WorkloadId) -> Option<&Component> {
+        let current = self.component(id)?;
+        let fingerprint = self
+            .rollouts
+            .get(&(id.app.clone(), id.component.clone()))
+            .and_then(|d| d.fingerprint(id.replica));
+        match fingerprint {
+            Some(fingerprint) if fingerprint != current.fingerprint() => {
+                let stored = self.apps.iter().find(|a| a.app.name == id.app)?;
+                Some(decide::definition(stored, &id.component, fingerprint).unwrap_or(current))
+            }
+            _ => Some(current),
+        }
     }
 
     pub(crate) fn is_active(&self, node: &str) -> bool {
@@ -228,7 +254,7 @@ impl Node {
     /// This agent's view of the cluster and the plan it implies.
     pub fn view(&self) -> View {
         let members = self.gossip.members.borrow().clone();
-        let (apps, node_records, records, revoked) = self.state.read(|r| {
+        let (apps, node_records, records, revoked, completed) = self.state.read(|r| {
             let apps: Vec<StoredApp> = r.apps.iter().map(|(_, a)| a.clone()).collect();
             let nodes: Vec<NodeRecord> = r.nodes.iter().map(|(_, n)| n.clone()).collect();
             let records: BTreeMap<String, WorkloadRecord> = r
@@ -238,7 +264,8 @@ impl Node {
                 .collect();
             let revoked: BTreeSet<String> =
                 r.revocations.iter().map(|(_, v)| v.name.clone()).collect();
-            (apps, nodes, records, revoked)
+            let completed = activity::completed(r.activity.iter());
+            (apps, nodes, records, revoked, completed)
         });
         let mut nodes: BTreeMap<String, (NodeState, NodeRecord)> = BTreeMap::new();
         for record in node_records {
@@ -296,24 +323,44 @@ impl Node {
             .map(|(_, node)| node)
             .map(|(_, record)| record.info.clone())
             .collect();
+        let active = |node: &str| {
+            nodes
+                .get(node)
+                .is_some_and(|(s, _)| matches!(s, NodeState::Alive | NodeState::Suspect))
+        };
         let mut running = Running::new();
         for record in records.values() {
-            let active = nodes
-                .get(&record.node)
-                .is_some_and(|(s, _)| matches!(s, NodeState::Alive | NodeState::Suspect));
-            if active && record.state != WorkloadState::Stopped {
+            if active(&record.node) && record.state != WorkloadState::Stopped {
                 running
                     .entry(record.id.clone())
                     .or_default()
                     .insert(record.node.clone());
             }
         }
-        let desired: Vec<Application> = apps.iter().map(|a| a.app.clone()).collect();
+        let observed = decide::observed(&apps, records.values(), active);
+        let rollouts = decide::decide(&apps, &observed, &completed, now_ms());
+        // The plan places each component's current slots: its replicas, plus surge replicas
+        // while a rollout lasts.
+        let desired: Vec<Application> = apps
+            .iter()
+            .map(|stored| {
+                let mut app = stored.app.clone();
+                for component in &mut app.components {
+                    if let Some(decision) =
+                        rollouts.get(&(app.name.clone(), component.name.clone()))
+                    {
+                        component.replicas = decision.slots();
+                    }
+                }
+                app
+            })
+            .collect();
         let plan = plan(&desired, &schedulable, &running);
         View {
             apps,
             nodes,
             records,
+            rollouts,
             plan,
         }
     }
@@ -346,7 +393,7 @@ impl Node {
     fn reconcile_once(self: &Arc<Self>) -> Result<Updates, StoreError> {
         let view = self.view();
         let component_of = |id: &WorkloadId| {
-            view.component(id)
+            view.definition(id)
                 .expect("planned replicas have components")
         };
 
@@ -377,7 +424,11 @@ impl Node {
         let ready = ready_components(&view);
 
         let mut waiting = BTreeMap::new();
+        let mut events = Vec::new();
         for action in pace(reconcile(&wanted, &running, &ready), STARTS_PER_PASS) {
+            if let Action::Replace(id) = &action {
+                events.push(replacing(&view, id, &running, &wanted));
+            }
             match action {
                 Action::Start(id) => match self.start_replica(&id, component_of(&id)) {
                     Ok(replica) => {
@@ -391,10 +442,24 @@ impl Node {
                     let wanted_still = wanted.contains_key(&id);
                     if let Some(replica) = replicas.get_mut(&id) {
                         replica.stopping = true;
-                        let finished = replica.supervisor.stop();
+                        // A serving replica is reported stopping first, and stopped a moment
+                        // later, so that clients choosing replicas by readiness move away
+                        // before it goes (Kubernetes' endpoint-propagation delay).
+                        let serving = replica.supervisor.status().state.is_up();
                         let node = Arc::clone(self);
                         tokio::spawn(async move {
-                            finished.await;
+                            if serving {
+                                tokio::time::sleep(DRAIN_DELAY).await;
+                            }
+                            let finished = node
+                                .replicas
+                                .lock()
+                                .expect("replicas lock")
+                                .get_mut(&id)
+                                .map(|r| r.supervisor.stop());
+                            if let Some(finished) = finished {
+                                finished.await;
+                            }
                             node.replicas.lock().expect("replicas lock").remove(&id);
                             if !wanted_still {
                                 node.logs.forget(&id.to_string());
@@ -460,7 +525,7 @@ impl Node {
         }
         drop(replicas);
         *self.waiting.lock().expect("waiting lock") = waiting;
-        self.report(view, current)
+        self.report(view, current, events)
     }
 
     /// Starts supervising one of this node's replicas with the runtime its type needs; says
@@ -550,10 +615,142 @@ impl Node {
     }
 
     /// Writes changed status records for this node's replicas and removes the ones it no
-    /// longer runs (including any left from a previous run of this agent).
+    /// longer runs (including any left from a previous run of this agent); records what
+    /// happened as events (`decided`: what this pass did, beside what the status changes
+    /// tell).
     fn report(
         &self,
         view: View,
+        current: BTreeMap<String, WorkloadRecord>,
+        decided: Vec<Event>,
+    ) -> Result<Updates, StoreError> {
+        let mut updates = self.record_activity(&view, &current, decided)?;
+        updates.extend(self.report_status(&view, current)?);
+        Ok(updates)
+    }
+
+    /// Writes this node's events and witnessed rollouts, per application.
+    fn record_activity(
+        &self,
+        view: &View,
+        current: &BTreeMap<String, WorkloadRecord>,
+        mut events: Vec<Event>,
+    ) -> Result<Updates, StoreError> {
+        let wall = now_ms();
+        {
+            let reported = self.reported.lock().expect("reported lock");
+            let keys: BTreeSet<&String> = reported.keys().chain(current.keys()).collect();
+            for key in keys {
+                let (before, after) = (reported.get(key), current.get(key));
+                events.extend(activity::transition(before, after, wall));
+            }
+        }
+        let mine = |app: &str| activity_key(app, self.name());
+        let (mut records, others): (BTreeMap<String, Activity>, Vec<(String, Activity)>) =
+            self.state.read(|r| {
+                let mut mine_now = BTreeMap::new();
+                let mut others = Vec::new();
+                for (key, activity) in r.activity.iter() {
+                    if key.ends_with(&format!("@{}", self.name())) {
+                        mine_now.insert(key.clone(), activity.clone());
+                    } else {
+                        others.push((key.clone(), activity.clone()));
+                    }
+                }
+                (mine_now, others)
+            });
+        let before = records.clone();
+        // The rollout's own turns, told by the node running the component's first replica.
+        for ((app, component), decision) in &view.rollouts {
+            let first = WorkloadId {
+                app: app.clone(),
+                component: component.clone(),
+                replica: 0,
+            };
+            if view.plan.assignments.get(&first).map(String::as_str) != Some(self.name()) {
+                continue;
+            }
+            let Some(stored) = view.apps.iter().find(|a| &a.app.name == app) else {
+                continue;
+            };
+            let object = format!("{app}/{component}");
+            let record = records.entry(mine(app)).or_default();
+            match decision.heading {
+                Heading::Forward if decision.complete() => {
+                    if record.completed.get(component) != Some(&decision.target) {
+                        record.completed.insert(component.clone(), decision.target);
+                        events.push(Event {
+                            at_ms: wall,
+                            reason: "RolloutComplete".into(),
+                            object,
+                            message: format!(
+                                "generation {}: every replica runs it and is available",
+                                stored.generation
+                            ),
+                        });
+                    }
+                }
+                Heading::RolledBack => {
+                    let told = std::iter::once((&mine(app), &*record))
+                        .chain(others.iter().map(|(k, a)| (k, a)))
+                        .filter(|(key, _)| activity::app_of(key) == app)
+                        .flat_map(|(_, a)| a.events.iter())
+                        .any(|e| {
+                            e.reason == "RolledBack"
+                                && e.object == object
+                                && e.at_ms >= stored.deployed_ms
+                        });
+                    if !told {
+                        let deadline = stored
+                            .app
+                            .components
+                            .iter()
+                            .find(|c| &c.name == component)
+                            .map_or(0, |c| c.rollout_policy().progress_deadline_seconds);
+                        events.push(Event {
+                            at_ms: wall,
+                            reason: "RolledBack".into(),
+                            object,
+                            message: format!(
+                                "generation {} was not available within its {deadline} s \
+                                 progress deadline: returning to the last available definition",
+                                stored.generation
+                            ),
+                        });
+                    }
+                }
+                Heading::Forward => {}
+            }
+        }
+        for event in events {
+            let app = event
+                .object
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            records.entry(mine(&app)).or_default().record([event]);
+        }
+        // Records of applications that are gone go with them.
+        let live: BTreeSet<String> = view.apps.iter().map(|a| mine(&a.app.name)).collect();
+        let mut writes: Vec<(String, Option<Activity>)> = Vec::new();
+        for (key, record) in records {
+            if !live.contains(&key) {
+                writes.push((key, None));
+            } else if before.get(&key) != Some(&record) {
+                writes.push((key, Some(record)));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(Updates::default());
+        }
+        self.state.change_now(|r| r.put_activity(writes, wall))
+    }
+
+    /// Writes changed status records for this node's replicas and removes stale ones.
+    fn report_status(
+        &self,
+        view: &View,
         current: BTreeMap<String, WorkloadRecord>,
     ) -> Result<Updates, StoreError> {
         let mut reported = self.reported.lock().expect("reported lock");
@@ -571,6 +768,8 @@ impl Node {
             .map(|(_, record)| record.clone())
             .collect();
         if stale.is_empty() && changed.is_empty() {
+            // Replicas gone since the last pass and already absent from the state.
+            *reported = current;
             return Ok(Updates::default());
         }
         let wall = now_ms();
@@ -596,6 +795,42 @@ impl Node {
         for stop in stops {
             stop.await;
         }
+    }
+}
+
+/// The event for a rollout step that replaces one of this node's replicas.
+fn replacing(
+    view: &View,
+    id: &WorkloadId,
+    running: &BTreeMap<WorkloadId, u64>,
+    wanted: &BTreeMap<WorkloadId, Wanted>,
+) -> Event {
+    let generation = view
+        .apps
+        .iter()
+        .find(|a| a.app.name == id.app)
+        .map_or(0, |a| a.generation);
+    let heading = view
+        .rollouts
+        .get(&(id.app.clone(), id.component.clone()))
+        .map(|d| d.heading);
+    let (from, to) = (
+        running.get(id).copied().unwrap_or_default(),
+        wanted.get(id).map_or(0, |w| w.fingerprint),
+    );
+    let why = match heading {
+        Some(Heading::RolledBack) => format!("rolling back generation {generation}"),
+        _ => format!("rolling out generation {generation}"),
+    };
+    Event {
+        at_ms: now_ms(),
+        reason: "Replacing".into(),
+        object: id.to_string(),
+        message: format!(
+            "{why}: definition {:08x} replaced by {:08x}",
+            from >> 32,
+            to >> 32
+        ),
     }
 }
 

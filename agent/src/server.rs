@@ -17,6 +17,7 @@ use crate::cluster::tls::peer_role;
 use crate::cluster::transport::Dialled;
 use crate::logs::now_ms;
 use crate::node::{Node, VERSION};
+use crate::rollout::{activity, history};
 use crate::store::{StoreError, StoredApp};
 use crate::trust::authority::Authority;
 use crate::trust::revocation::{Revocation, Revoked, is_serial};
@@ -130,6 +131,23 @@ async fn serve_stream(
                 forbidden(role, "deploy")
             }
         }
+        Request::RolloutUndo { app, to_generation } => {
+            if role.may_mutate() {
+                undo(node, &app, to_generation).await
+            } else {
+                forbidden(role, "undo rollouts")
+            }
+        }
+        Request::GetEvents { app } => Response::Events {
+            events: node.events(app.as_deref()),
+        },
+        Request::RolloutHistory { app } => match node.generations(&app) {
+            Some(generations) => Response::History { app, generations },
+            None => error(
+                ErrorKind::NotFound,
+                format!("application {app:?} not found"),
+            ),
+        },
         Request::DeleteApp { name } => {
             if role.may_mutate() {
                 delete(node, &name).await
@@ -254,15 +272,46 @@ async fn deploy(node: &Arc<Node>, file: &str, source: &str) -> Response {
         Ok(app) => app,
         Err(diagnostics) => return error(ErrorKind::Invalid, diagnostics.to_string()),
     };
+    write_generation(node, app).await
+}
+
+/// `rollout undo`: deploys generation `to` (or the one before the current) again, as a new
+/// generation, so it rolls out like any change.
+async fn undo(node: &Arc<Node>, name: &str, to: Option<u64>) -> Response {
+    let Some(stored) = node.state.read(|r| r.apps.get(name).cloned()) else {
+        return error(
+            ErrorKind::NotFound,
+            format!("application {name:?} not found"),
+        );
+    };
+    match history::undo_target(&stored, to) {
+        Ok(app) => write_generation(node, app.clone()).await,
+        Err(message) => error(ErrorKind::Invalid, message),
+    }
+}
+
+/// Prepares the write of `app` as the next generation (nothing, if it is unchanged): the
+/// history and each component's rollback target go with it, under the admin's seal.
+async fn write_generation(node: &Arc<Node>, app: orchestrator::Application) -> Response {
     let previous = node.state.read(|r| r.apps.get(&app.name).cloned());
     let outcome = compare(previous.as_ref(), &app);
     if previous.as_ref().is_some_and(|p| p.app == app) {
         return Response::Deployed(outcome);
     }
-    let stored = StoredApp {
-        generation: outcome.generation,
-        app,
+    // A definition whose rollout is complete now, or was seen complete, is one a later
+    // rollout may return to.
+    let view = node.view();
+    let completed = node.state.read(|r| activity::completed(r.activity.iter()));
+    let name = app.name.clone();
+    let complete = |component: &str, fingerprint: u64| {
+        let key = (name.clone(), component.to_string());
+        completed.contains(&(key.0.clone(), key.1.clone(), fingerprint))
+            || view
+                .rollouts
+                .get(&key)
+                .is_some_and(|d| d.complete() && d.target == fingerprint)
     };
+    let stored = history::next(previous.as_ref(), app, now_ms(), complete);
     let write = PendingWrite {
         app: stored.app.name.clone(),
         version: node.state.next_version(now_ms()),

@@ -9,13 +9,18 @@ use orchestrator::plan::Plan;
 
 use orchestrator::learner_link::LearnerProgress;
 
+use orchestrator::Component;
+use orchestrator::rollout::{Heading, Phase};
+
 use crate::api::{
-    AppDetail, AppStatus, AppView, ComponentDetail, LearningSummary, NodeDetail, NodeState,
-    NodeView, WorkloadState, WorkloadView,
+    AppDetail, AppStatus, AppView, ComponentDetail, EventView, GenerationView, LearningSummary,
+    NodeDetail, NodeState, NodeView, RolloutState, RolloutView, WorkloadState, WorkloadView,
 };
 use crate::cluster::identity::expires_at;
 use crate::cluster::replication::{WorkloadRecord, workload_key};
 use crate::node::{Node, View};
+use crate::rollout::activity::app_of;
+use crate::rollout::decide::{ComponentKey, Decision};
 use crate::store::StoredApp;
 use crate::trust::authority::Authority;
 
@@ -105,7 +110,8 @@ impl Node {
         let waiting = self.waiting.lock().expect("waiting lock");
         let mut views = Vec::new();
         for (id, node) in &view.plan.assignments {
-            let component = view.component(id);
+            // During a rollout a replica may rightly run an earlier definition.
+            let component = view.definition(id);
             let kind = component.map_or("process", |c| c.workload.type_name());
             let record = view.records.get(&workload_key(id, node));
             let current =
@@ -207,9 +213,107 @@ impl Node {
                     .filter(|(v, _)| v.app == name)
                     .cloned()
                     .collect();
-                app_detail(&name, stored, &view.plan, workloads)
+                let mut detail = app_detail(&name, stored, &view, workloads);
+                let events = self.events(Some(&name));
+                let skip = events.len().saturating_sub(EVENTS_DESCRIBED);
+                detail.events = events.into_iter().skip(skip).collect();
+                detail
             })
             .collect()
+    }
+
+    /// Every agent's events (of application `app`, or all), oldest first.
+    pub fn events(&self, app: Option<&str>) -> Vec<EventView> {
+        let mut events: Vec<EventView> = self.state.read(|r| {
+            r.activity
+                .iter()
+                .filter(|(key, _)| app.is_none_or(|app| app_of(key) == app))
+                .flat_map(|(key, activity)| {
+                    let node = key.rsplit_once('@').map_or("", |(_, node)| node);
+                    activity.events.iter().map(move |e| EventView {
+                        at_ms: e.at_ms,
+                        node: node.to_string(),
+                        reason: e.reason.clone(),
+                        object: e.object.clone(),
+                        message: e.message.clone(),
+                    })
+                })
+                .collect()
+        });
+        events.sort_by(|a, b| (a.at_ms, &a.node).cmp(&(b.at_ms, &b.node)));
+        events
+    }
+
+    /// An application's generations, newest first; `None` if it is not deployed.
+    pub fn generations(&self, app: &str) -> Option<Vec<GenerationView>> {
+        let stored = self.state.read(|r| r.apps.get(app).cloned())?;
+        let mut list = vec![(stored.generation, stored.deployed_ms, &stored.app)];
+        list.extend(
+            stored
+                .history
+                .iter()
+                .map(|r| (r.generation, r.deployed_ms, &r.app)),
+        );
+        let views = list
+            .iter()
+            .enumerate()
+            .map(|(i, (generation, deployed_ms, app))| {
+                let before = list.get(i + 1).map(|(_, _, a)| *a);
+                let changed = app
+                    .components
+                    .iter()
+                    .filter(|c| {
+                        before.is_none_or(|b| {
+                            !b.components
+                                .iter()
+                                .any(|o| o.name == c.name && o.fingerprint() == c.fingerprint())
+                        })
+                    })
+                    .map(|c| c.name.clone())
+                    .collect();
+                GenerationView {
+                    generation: *generation,
+                    deployed_ms: *deployed_ms,
+                    changed,
+                    current: i == 0,
+                }
+            })
+            .collect();
+        Some(views)
+    }
+}
+
+/// Events `describe app` shows, like `kubectl describe`.
+const EVENTS_DESCRIBED: usize = 12;
+
+/// A component's rollout as `describe app` shows it.
+fn rollout_view(stored: &StoredApp, component: &Component, decision: &Decision) -> RolloutView {
+    let on_target = |fingerprint: &&u64| **fingerprint == decision.target;
+    let updated = decision.step.assign.values().filter(on_target).count() as u32;
+    let available = match decision.step.phase {
+        Phase::Complete => component.replicas,
+        Phase::Progressing { available } => available,
+    };
+    let state = match (decision.heading, decision.complete()) {
+        (Heading::RolledBack, _) => RolloutState::RolledBack,
+        (Heading::Forward, true) => RolloutState::Complete,
+        (Heading::Forward, false) => RolloutState::Progressing,
+    };
+    // Only a rollout with a definition to return to has a deadline.
+    let returns = stored
+        .stable
+        .get(&component.name)
+        .is_some_and(|c| c.fingerprint() != component.fingerprint());
+    let deadline_ms = (state == RolloutState::Progressing && returns).then(|| {
+        let seconds = component.rollout_policy().progress_deadline_seconds;
+        stored.deployed_ms + u64::from(seconds) * 1000
+    });
+    RolloutView {
+        state,
+        updated,
+        outdated: decision.step.assign.len() as u32 - updated,
+        available,
+        deadline_ms,
     }
 }
 
@@ -224,9 +328,11 @@ struct Health {
 fn app_detail(
     name: &str,
     stored: Option<&StoredApp>,
-    plan: &Plan,
+    view: &View,
     entries: Vec<(WorkloadView, Health)>,
 ) -> AppDetail {
+    let plan: &Plan = &view.plan;
+    let rollouts: &BTreeMap<ComponentKey, Decision> = &view.rollouts;
     let count = |component: &str, counted: fn(&Health) -> bool| {
         entries
             .iter()
@@ -246,6 +352,7 @@ fn app_detail(
             summary,
             components: vec![],
             workloads,
+            events: vec![],
         };
     };
     let components: Vec<ComponentDetail> = stored
@@ -263,6 +370,9 @@ fn app_detail(
                 .get(&(name.to_string(), c.name.clone()))
                 .cloned(),
             depends_on: c.depends_on.clone(),
+            rollout: rollouts
+                .get(&(name.to_string(), c.name.clone()))
+                .map(|d| rollout_view(stored, c, d)),
             learning: learning_summary(
                 workloads
                     .iter()
@@ -282,12 +392,43 @@ fn app_detail(
         .collect();
     let wanted: u32 = components.iter().map(|c| c.replicas).sum();
     let up: u32 = components.iter().map(|c| c.running).sum();
-    let (status, message) = if !unschedulable.is_empty() {
+    let rolled_back: Vec<&str> = components
+        .iter()
+        .filter(|c| {
+            c.rollout
+                .as_ref()
+                .is_some_and(|r| r.state == RolloutState::RolledBack)
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    let rolling: Vec<String> = components
+        .iter()
+        .filter_map(|c| {
+            let r = c.rollout.as_ref()?;
+            (r.state == RolloutState::Progressing && r.outdated > 0)
+                .then(|| format!("{} {}/{} updated", c.name, r.updated, c.replicas))
+        })
+        .collect();
+    let (status, message) = if !rolled_back.is_empty() {
+        (
+            AppStatus::RolledBack,
+            format!(
+                "generation {} rolled back ({}): not available within the progress deadline",
+                stored.generation,
+                rolled_back.join(", ")
+            ),
+        )
+    } else if !unschedulable.is_empty() {
         (AppStatus::Unschedulable, unschedulable.join("; "))
     } else if !failed.is_empty() {
         (
             AppStatus::Degraded,
             format!("failed: {}", failed.join(", ")),
+        )
+    } else if !rolling.is_empty() {
+        (
+            AppStatus::Progressing,
+            format!("rolling out: {}", rolling.join(", ")),
         )
     } else if up == wanted && workloads.len() as u32 == wanted {
         (AppStatus::Running, format!("{up}/{wanted} replicas up"))
@@ -304,6 +445,7 @@ fn app_detail(
         },
         components,
         workloads,
+        events: vec![],
     }
 }
 

@@ -3,9 +3,13 @@
 
 use std::path::Path;
 
-use orchestrator::{Application, WorkloadId};
+use std::collections::BTreeMap;
+
+use orchestrator::{Application, Component, WorkloadId};
 
 use serde::{Deserialize, Serialize};
+
+use crate::rollout::history::Revision;
 
 const PROCESS_GROUPS: &str = "process-groups";
 
@@ -20,12 +24,31 @@ pub enum StoreError {
     },
 }
 
-/// An application as accepted by a deploy.
+/// An application as accepted by a deploy, with what its rollouts need (see
+/// [`crate::rollout::history`]). The whole value is sealed by the admin who deployed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredApp {
     pub app: Application,
     /// Bumped on every deploy that changes the application.
     pub generation: u64,
+    /// When this generation was deployed (wall-clock milliseconds, the deploying agent's
+    /// clock): its rollouts' progress deadlines count from here.
+    #[serde(default)]
+    pub deployed_ms: u64,
+    /// Per component, the last definition that was fully available when this generation was
+    /// deployed: where a rollout that misses its deadline returns to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stable: BTreeMap<String, Component>,
+    /// Earlier generations, newest first, bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Revision>,
+}
+
+impl StoredApp {
+    /// A first generation deployed at `deployed_ms`, with no history.
+    pub fn first(app: Application, deployed_ms: u64) -> Self {
+        crate::rollout::history::next(None, app, deployed_ms, |_, _| false)
+    }
 }
 
 #[derive(Clone)]

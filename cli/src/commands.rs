@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use agent::api::{AppStatus, ErrorKind, LogStream, Request, Response};
+use agent::api::{DeployOutcome, ErrorKind, EventView, LogStream, Request, Response};
 use agent::client::Client;
 use anyhow::{Context, anyhow, bail};
 use orchestrator::{Application, MAX_DOCUMENT_BYTES, parse_application};
@@ -14,7 +14,7 @@ use crate::failure::invalid;
 use crate::output::{self, Format};
 use crate::progress;
 
-const POLL: Duration = Duration::from_millis(100);
+pub const POLL: Duration = Duration::from_millis(100);
 
 pub async fn connect(config_flag: Option<&Path>) -> anyhow::Result<Client> {
     let path = config::locate(config_flag)?;
@@ -31,7 +31,7 @@ fn rejected(kind: ErrorKind, message: String) -> anyhow::Error {
     }
 }
 
-fn unexpected(response: Response) -> anyhow::Error {
+pub fn unexpected(response: Response) -> anyhow::Error {
     match response {
         Response::Error { kind, message } => rejected(kind, message),
         other => anyhow!("unexpected answer from the agent: {other:?}"),
@@ -84,6 +84,15 @@ pub async fn deploy(
         Response::Deployed(outcome) => outcome,
         other => return Err(unexpected(other)),
     };
+    print_outcome(&outcome);
+    if wait {
+        crate::rollout::wait(client, &app.name, outcome.generation, timeout).await?;
+    }
+    Ok(())
+}
+
+/// What a deploy changed, in one line.
+pub fn print_outcome(outcome: &DeployOutcome) {
     let mut summary = format!(
         "application {} deployed (generation {})",
         outcome.app, outcome.generation
@@ -98,65 +107,6 @@ pub async fn deploy(
         }
     }
     println!("{summary}");
-    let paced: Vec<&str> = app
-        .components
-        .iter()
-        .filter(|c| c.rollout.is_some() && outcome.changed.contains(&c.name))
-        .map(|c| c.name.as_str())
-        .collect();
-    if !paced.is_empty() {
-        eprintln!(
-            "note: the rollout trait of {} is validated and stored, but this version's agents do \
-             not pace replacements by it yet: changed replicas are replaced at once",
-            paced.join(", ")
-        );
-    }
-    if wait {
-        wait_until_running(client, &app.name, outcome.generation, timeout).await?;
-    }
-    Ok(())
-}
-
-async fn wait_until_running(
-    client: &Client,
-    name: &str,
-    generation: u64,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let spinner = progress::spinner(&format!("waiting for {name} to run"));
-    let deadline = Instant::now() + timeout;
-    loop {
-        let apps = match client.request(&Request::GetApps).await? {
-            Response::Apps { apps } => apps,
-            other => return Err(unexpected(other)),
-        };
-        let app = apps.into_iter().find(|a| a.name == name);
-        if let Some(app) = &app {
-            spinner.set_message(format!("waiting for {name}: {}", app.message));
-            if app.generation >= generation {
-                match app.status {
-                    AppStatus::Running => {
-                        spinner.finish_and_clear();
-                        println!("application {name} running: {}", app.message);
-                        return Ok(());
-                    }
-                    AppStatus::Unschedulable => {
-                        spinner.abandon();
-                        bail!("application {name} is unschedulable: {}", app.message);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            spinner.abandon();
-            let state = app.map_or("not found".to_string(), |a| {
-                format!("{}: {}", a.status, a.message)
-            });
-            bail!("application {name} not running after {timeout:?} ({state})");
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// `cluster revoke`: the applications the certificate sealed stay valid unless `invalidate`.
@@ -256,6 +206,7 @@ pub enum Resource {
     Nodes,
     Apps,
     Workloads,
+    Events,
 }
 
 pub async fn get(
@@ -270,6 +221,7 @@ pub async fn get(
             Resource::Nodes => Request::GetNodes,
             Resource::Apps => Request::GetApps,
             Resource::Workloads => Request::GetWorkloads,
+            Resource::Events => unreachable!("events are listed by `events`"),
         };
         let response = client.request(&request).await?;
         let rendered = match (&response, format) {
@@ -303,6 +255,46 @@ fn structured<T: serde::Serialize>(items: &T, format: Format) -> String {
     match format {
         Format::Yaml => serde_yaml::to_string(items).expect("serialises"),
         _ => serde_json::to_string_pretty(items).expect("serialises"),
+    }
+}
+
+/// `get events [--app A]`: every agent's events, oldest first. With `watch`, the ones seen so
+/// far, then each new one as it arrives (one JSON object per line with `-o json`).
+pub async fn events(
+    client: &Client,
+    app: Option<&str>,
+    format: Format,
+    watch: bool,
+) -> anyhow::Result<()> {
+    let request = Request::GetEvents {
+        app: app.map(str::to_string),
+    };
+    let mut seen: std::collections::BTreeSet<EventView> = Default::default();
+    let mut first = true;
+    loop {
+        let response = client.request(&request).await?;
+        let Response::Events { events } = response else {
+            return Err(unexpected(response));
+        };
+        let new: Vec<EventView> = events.into_iter().filter(|e| !seen.contains(e)).collect();
+        if first && !(watch && format == Format::Json) {
+            if !output::structured(&new, format) {
+                print!("{}", output::events(&new, format));
+            }
+        } else {
+            for event in &new {
+                match format {
+                    Format::Json => println!("{}", serde_json::to_string(event)?),
+                    _ => println!("{}", output::event_line(event)),
+                }
+            }
+        }
+        seen.extend(new);
+        first = false;
+        if !watch {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

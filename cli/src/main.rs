@@ -7,6 +7,7 @@ mod failure;
 mod local;
 mod output;
 mod progress;
+mod rollout;
 mod simulate;
 
 use std::path::PathBuf;
@@ -70,14 +71,22 @@ enum Command {
         #[command(subcommand)]
         what: DeleteCommand,
     },
-    /// List nodes, applications or workloads.
+    /// List nodes, applications, workloads or events.
     Get {
         resource: Resource,
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: Format,
-        /// Keep printing as things change.
+        /// Keep printing as things change (events: each new one as it arrives).
         #[arg(short, long)]
         watch: bool,
+        /// Only this application's (events).
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Follow, list and undo an application's rolling updates.
+    Rollout {
+        #[command(subcommand)]
+        what: RolloutCommand,
     },
     /// Show one application in detail.
     Describe {
@@ -144,6 +153,36 @@ enum ClusterCommand {
         /// admin's); by default they stay.
         #[arg(long)]
         invalidate: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RolloutCommand {
+    /// Where each component's rollout stands; exits 1 if it was rolled back.
+    Status {
+        app: String,
+        /// Keep printing until the rollout completes or is rolled back.
+        #[arg(short, long)]
+        watch: bool,
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// The generations kept for `undo`, newest first.
+    History {
+        app: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Deploy an earlier generation again (by default the one before the current).
+    Undo {
+        app: String,
+        #[arg(long)]
+        to_generation: Option<u64>,
+        /// Wait for the rollout back, like `deploy --wait`.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
 }
 
@@ -278,9 +317,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             resource,
             output,
             watch,
+            app,
         } => {
+            if app.is_some() && resource != Resource::Events {
+                return Err(failure::invalid("--app applies to `get events` only"));
+            }
             let client = commands::connect(config).await?;
-            commands::get(&client, resource, output, watch).await?;
+            match resource {
+                Resource::Events => {
+                    commands::events(&client, app.as_deref(), output, watch).await?
+                }
+                _ => commands::get(&client, resource, output, watch).await?,
+            }
+            client.close().await;
+        }
+        Command::Rollout { what } => {
+            let client = commands::connect(config).await?;
+            match what {
+                RolloutCommand::Status {
+                    app,
+                    watch,
+                    timeout,
+                } => rollout::status(&client, &app, watch, timeout).await?,
+                RolloutCommand::History { app, output } => {
+                    rollout::history(&client, &app, output).await?
+                }
+                RolloutCommand::Undo {
+                    app,
+                    to_generation,
+                    wait,
+                    timeout,
+                } => rollout::undo(&client, &app, to_generation, wait.then_some(timeout)).await?,
+            }
             client.close().await;
         }
         Command::Describe { what } => {

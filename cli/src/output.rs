@@ -1,6 +1,8 @@
 //! Rendering for people (tables) and for programs (`-o json|yaml`, stable field names).
 
-use agent::api::{AppDetail, AppView, NodeDetail, NodeView, WorkloadView};
+use agent::api::{
+    AppDetail, AppView, EventView, GenerationView, NodeDetail, NodeView, WorkloadView,
+};
 use clap::ValueEnum;
 use serde::Serialize;
 use tabled::builder::Builder;
@@ -165,16 +167,27 @@ pub fn describe_app(app: &AppDetail) -> String {
             "REPLICAS",
             "UP",
             "READY",
+            "ROLLOUT",
             "DEPENDS ON",
             "UNSCHEDULABLE",
         ],
         app.components.iter().map(|c| {
+            let rollout = c.rollout.as_ref().map_or(String::new(), |r| {
+                format!(
+                    "{} ({}/{} updated, {} available)",
+                    r.state,
+                    r.updated.min(c.replicas),
+                    c.replicas,
+                    r.available
+                )
+            });
             vec![
                 c.name.clone(),
                 c.kind.clone(),
                 c.replicas.to_string(),
                 c.running.to_string(),
                 c.ready.to_string(),
+                rollout,
                 c.depends_on.join(","),
                 c.unschedulable.clone().unwrap_or_default(),
             ]
@@ -213,7 +226,77 @@ pub fn describe_app(app: &AppDetail) -> String {
     }
     out += "\nWorkloads:\n";
     out += &indent(&workloads(&app.workloads, Format::Wide));
+    out += "\nEvents:\n";
+    if app.events.is_empty() {
+        out += "  <none>\n";
+    } else {
+        out += &indent(&events(&app.events, Format::Table));
+    }
     out
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When, as an age (`12s`) for people.
+fn ago(at_ms: u64) -> String {
+    age(std::time::Duration::from_millis(
+        now_ms().saturating_sub(at_ms),
+    ))
+}
+
+/// Events as `kubectl get events` lists them; `-o wide` adds the time in milliseconds.
+pub fn events(events: &[EventView], format: Format) -> String {
+    let mut header = vec!["AGE", "NODE", "REASON", "OBJECT", "MESSAGE"];
+    if format == Format::Wide {
+        header.push("AT_MS");
+    }
+    table(
+        &header,
+        events.iter().map(|e| {
+            let mut row = vec![
+                ago(e.at_ms),
+                e.node.clone(),
+                e.reason.clone(),
+                e.object.clone(),
+                e.message.clone(),
+            ];
+            if format == Format::Wide {
+                row.push(e.at_ms.to_string());
+            }
+            row
+        }),
+    )
+}
+
+/// One event on one line, for `get events --watch`.
+pub fn event_line(e: &EventView) -> String {
+    format!(
+        "{:<6} {:<10} {:<16} {:<24} {}",
+        ago(e.at_ms),
+        e.node,
+        e.reason,
+        e.object,
+        e.message
+    )
+}
+
+/// `rollout history`.
+pub fn generations(generations: &[GenerationView]) -> String {
+    table(
+        &["GENERATION", "DEPLOYED", "CHANGED", ""],
+        generations.iter().map(|g| {
+            vec![
+                g.generation.to_string(),
+                format!("{} ago", ago(g.deployed_ms)),
+                g.changed.join(","),
+                if g.current { "current" } else { "" }.to_string(),
+            ]
+        }),
+    )
 }
 
 pub fn describe_node(node: &NodeDetail) -> String {

@@ -29,7 +29,10 @@ fn app(name: &str, marker: &str, replicas: u32) -> String {
 fn stored(name: &str, marker: &str, generation: u64) -> StoredApp {
     let app = orchestrator::parse_application(&app(name, marker, 3), "forged.yaml")
         .expect("the forged application is valid OAM");
-    StoredApp { app, generation }
+    StoredApp {
+        generation,
+        ..StoredApp::first(app, 0)
+    }
 }
 
 fn now_ms() -> u64 {

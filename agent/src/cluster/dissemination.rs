@@ -30,6 +30,7 @@ use rand::Rng;
 use rand::seq::index::sample;
 
 use crate::cluster::replication::{NodeRecord, Updates, WorkloadRecord};
+use crate::rollout::activity::Activity;
 use crate::store::StoredApp;
 
 /// Tuning of the epidemic; the defaults follow memberlist's LAN profile.
@@ -145,6 +146,7 @@ pub struct Dissemination {
     apps: Section<StoredApp>,
     nodes: Section<NodeRecord>,
     workloads: Section<WorkloadRecord>,
+    activity: Section<Activity>,
 }
 
 impl Dissemination {
@@ -166,10 +168,12 @@ impl Dissemination {
         self.apps.offer(updates.apps, budget);
         self.nodes.offer(updates.nodes, budget);
         self.workloads.offer(updates.workloads, budget);
+        self.activity.offer(updates.activity, budget);
     }
 
     /// A member's answer to a batch this agent sent: `known[i]` says whether it already had
-    /// the batch's `i`-th entry (apps, then nodes, then workloads, in the batch's order).
+    /// the batch's `i`-th entry (apps, then nodes, then workloads, then activity, in the
+    /// batch's order).
     pub fn feedback(&mut self, sent: &Updates, known: &[bool]) {
         let penalty = self.config.known_penalty;
         let mut known = known.iter().copied();
@@ -188,11 +192,16 @@ impl Dissemination {
                 self.workloads.known(key, entry, penalty);
             }
         }
+        for (key, entry) in &sent.activity {
+            if known.next() == Some(true) {
+                self.activity.known(key, entry, penalty);
+            }
+        }
     }
 
     /// Rumours still to send.
     pub fn pending(&self) -> usize {
-        self.apps.0.len() + self.nodes.0.len() + self.workloads.0.len()
+        self.apps.0.len() + self.nodes.0.len() + self.workloads.0.len() + self.activity.0.len()
     }
 
     /// One round: up to `fanout` distinct members chosen at random from `members`, and the
@@ -216,6 +225,7 @@ impl Dissemination {
             .candidates(0)
             .chain(self.nodes.candidates(1))
             .chain(self.workloads.candidates(2))
+            .chain(self.activity.candidates(3))
             .collect();
         let max = self.config.max_batch_entries;
         if candidates.len() > max {
@@ -237,7 +247,8 @@ impl Dissemination {
             match section {
                 0 => updates.apps.push(self.apps.take(&key, sends)),
                 1 => updates.nodes.push(self.nodes.take(&key, sends)),
-                _ => updates.workloads.push(self.workloads.take(&key, sends)),
+                2 => updates.workloads.push(self.workloads.take(&key, sends)),
+                _ => updates.activity.push(self.activity.take(&key, sends)),
             }
         }
         Some(Round { targets, updates })
@@ -245,7 +256,7 @@ impl Dissemination {
 }
 
 /// The receiver's side of feedback: for each entry of `received` in order (apps, nodes,
-/// workloads), whether it was already known here, i.e. not among the entries the merge
+/// workloads, activity), whether it was already known here, i.e. not among the entries the merge
 /// `changed` (which keeps the received order).
 pub fn known_entries(received: &Updates, changed: &Updates) -> Vec<bool> {
     fn section<V>(received: &[(String, Entry<V>)], changed: &[(String, Entry<V>)]) -> Vec<bool> {
@@ -266,6 +277,7 @@ pub fn known_entries(received: &Updates, changed: &Updates) -> Vec<bool> {
     let mut known = section(&received.apps, &changed.apps);
     known.extend(section(&received.nodes, &changed.nodes));
     known.extend(section(&received.workloads, &changed.workloads));
+    known.extend(section(&received.activity, &changed.activity));
     known
 }
 

@@ -14,6 +14,7 @@ use orchestrator::state::{Clock, Digest, Entry, LwwMap, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::api::WorkloadState;
+use crate::rollout::activity::Activity;
 use crate::store::StoredApp;
 use crate::trust::authority::{Authority, encode};
 use crate::trust::revocation::Revocation;
@@ -76,6 +77,8 @@ pub struct Updates {
     pub workloads: Vec<(String, Entry<WorkloadRecord>)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revocations: Vec<(String, Entry<Revocation>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub activity: Vec<(String, Entry<Activity>)>,
 }
 
 impl Updates {
@@ -84,11 +87,16 @@ impl Updates {
             && self.nodes.is_empty()
             && self.workloads.is_empty()
             && self.revocations.is_empty()
+            && self.activity.is_empty()
     }
 
     /// Entries in all maps.
     pub fn len(&self) -> usize {
-        self.apps.len() + self.nodes.len() + self.workloads.len() + self.revocations.len()
+        self.apps.len()
+            + self.nodes.len()
+            + self.workloads.len()
+            + self.revocations.len()
+            + self.activity.len()
     }
 
     pub fn extend(&mut self, other: Updates) {
@@ -96,6 +104,7 @@ impl Updates {
         self.nodes.extend(other.nodes);
         self.workloads.extend(other.workloads);
         self.revocations.extend(other.revocations);
+        self.activity.extend(other.activity);
     }
 }
 
@@ -107,6 +116,8 @@ pub struct StateDigest {
     pub workloads: Digest,
     #[serde(default)]
     pub revocations: Digest,
+    #[serde(default)]
+    pub activity: Digest,
 }
 
 /// Keys one side wants from the other.
@@ -117,6 +128,8 @@ pub struct Wanted {
     pub workloads: Vec<String>,
     #[serde(default)]
     pub revocations: Vec<String>,
+    #[serde(default)]
+    pub activity: Vec<String>,
 }
 
 impl Wanted {
@@ -125,6 +138,7 @@ impl Wanted {
             && self.nodes.is_empty()
             && self.workloads.is_empty()
             && self.revocations.is_empty()
+            && self.activity.is_empty()
     }
 }
 
@@ -138,6 +152,9 @@ pub struct Replica {
     /// Revoked certificates by serial: admin-sealed, never deleted (see
     /// [`crate::trust::revocation`]).
     pub revocations: LwwMap<Revocation>,
+    /// Each node's events and witnessed rollouts per application, keyed `APP@NODE` (see
+    /// [`crate::rollout::activity`]).
+    pub activity: LwwMap<Activity>,
     /// Checks seals before any write is merged: applications must be an admin's, node
     /// records and workload status their own node's. A running agent always has one; pure tests and the cluster
     /// simulation run without.
@@ -149,6 +166,7 @@ pub struct Replica {
     pub purged_nodes: Vec<String>,
     pub purged_apps: Vec<String>,
     pub purged_workloads: Vec<String>,
+    pub purged_activity: Vec<String>,
 }
 
 /// Whether `authority` (if any) accepts a write of `key` in `map`; logs a refusal.
@@ -170,6 +188,7 @@ fn admitted<V: Serialize>(
                 Map::Nodes => "a node record",
                 Map::Workloads => "a workload status",
                 Map::Revocations => "a revocation",
+                Map::Activity => "an activity record",
             };
             tracing::warn!(%key, version = ?entry.version, "dropped {what}: {why}");
             false
@@ -246,11 +265,13 @@ impl Replica {
             nodes: LwwMap::new(),
             workloads: LwwMap::new(),
             revocations: LwwMap::new(),
+            activity: LwwMap::new(),
             authority: None,
             sealer: None,
             purged_nodes: Vec::new(),
             purged_apps: Vec::new(),
             purged_workloads: Vec::new(),
+            purged_activity: Vec::new(),
         }
     }
 
@@ -332,6 +353,36 @@ impl Replica {
         }
     }
 
+    /// Writes (or, with `None`, removes) this node's activity records (events, witnessed
+    /// rollouts), sealed together.
+    pub fn put_activity(
+        &mut self,
+        records: Vec<(String, Option<Activity>)>,
+        wall_ms: u64,
+    ) -> Updates {
+        let mut writes: Vec<(String, Entry<Activity>)> = records
+            .into_iter()
+            .map(|(key, activity)| {
+                let version = self.clock.tick(wall_ms);
+                let entry = match activity {
+                    Some(activity) => Entry::live(activity, version),
+                    None => Entry::tombstone(version),
+                };
+                (key, entry)
+            })
+            .collect();
+        if let Some(sealer) = self.sealer.as_deref() {
+            seal_batch(sealer, Map::Activity, &mut writes);
+        }
+        for (key, entry) in &writes {
+            self.activity.merge_entry(key.clone(), entry.clone());
+        }
+        Updates {
+            activity: writes,
+            ..Updates::default()
+        }
+    }
+
     /// Merges a peer's entries; returns the ones that changed this replica. Revocations go
     /// first, so a batch that carries a revocation and entries sealed with the revoked
     /// certificate never admits the latter.
@@ -379,6 +430,13 @@ impl Replica {
                         && admitted(authority, Map::Workloads, key, entry, wall_ms)
                 },
             ),
+            activity: merge_into(
+                &mut self.activity,
+                &mut self.clock,
+                &updates.activity,
+                wall_ms,
+                |key, entry| admitted(authority, Map::Activity, key, entry, wall_ms),
+            ),
             revocations,
         }
     }
@@ -417,7 +475,11 @@ impl Replica {
         let workloads = self
             .workloads
             .purge(|key, entry| authority.void(Map::Workloads, key, entry));
+        let activity = self
+            .activity
+            .purge(|key, entry| authority.void(Map::Activity, key, entry));
         self.purged_nodes.extend(nodes);
+        self.purged_activity.extend(activity);
         self.purged_apps.extend(apps);
         self.purged_workloads.extend(workloads);
     }
@@ -430,6 +492,7 @@ impl Replica {
             self.nodes.fingerprint(),
             self.workloads.fingerprint(),
             self.revocations.fingerprint(),
+            self.activity.fingerprint(),
         ];
         let bytes: Vec<u8> = parts.iter().flat_map(|p| p.to_le_bytes()).collect();
         xxhash_rust::xxh3::xxh3_64(&bytes)
@@ -441,6 +504,7 @@ impl Replica {
             nodes: self.nodes.digest(),
             workloads: self.workloads.digest(),
             revocations: self.revocations.digest(),
+            activity: self.activity.digest(),
         }
     }
 
@@ -451,12 +515,14 @@ impl Replica {
             nodes: self.nodes.newer_than(&theirs.nodes),
             workloads: self.workloads.newer_than(&theirs.workloads),
             revocations: self.revocations.newer_than(&theirs.revocations),
+            activity: self.activity.newer_than(&theirs.activity),
         };
         let wanted = Wanted {
             apps: self.apps.wanted_from(&theirs.apps),
             nodes: self.nodes.wanted_from(&theirs.nodes),
             workloads: self.workloads.wanted_from(&theirs.workloads),
             revocations: self.revocations.wanted_from(&theirs.revocations),
+            activity: self.activity.wanted_from(&theirs.activity),
         };
         (updates, wanted)
     }
@@ -467,6 +533,7 @@ impl Replica {
             nodes: self.nodes.entries_for(&wanted.nodes),
             workloads: self.workloads.entries_for(&wanted.workloads),
             revocations: self.revocations.entries_for(&wanted.revocations),
+            activity: self.activity.entries_for(&wanted.activity),
         }
     }
 
@@ -475,7 +542,9 @@ impl Replica {
     /// last admin-sealed entry, replayed after its tombstone was gone, would bring it back.
     pub fn expire_tombstones(&mut self, wall_ms: u64) -> usize {
         let before = wall_ms.saturating_sub(TOMBSTONE_TTL_MS);
-        self.nodes.expire_tombstones(before) + self.workloads.expire_tombstones(before)
+        self.nodes.expire_tombstones(before)
+            + self.workloads.expire_tombstones(before)
+            + self.activity.expire_tombstones(before)
     }
 }
 

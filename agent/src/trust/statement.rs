@@ -15,6 +15,7 @@
 //! | revocations | certificate serial | an admin certificate |
 //! | node records | node name | that node's certificate |
 //! | workload status | `...@NODE` | the certificate of `NODE` |
+//! | activity (events, witnessed rollouts) | `APP@NODE` | the certificate of `NODE` |
 //!
 //! Pure: callers verify the seal ([`crate::trust::seal::verify`]) and pass the role it names.
 
@@ -30,6 +31,7 @@ pub enum Map {
     Nodes,
     Workloads,
     Revocations,
+    Activity,
 }
 
 impl Map {
@@ -39,6 +41,7 @@ impl Map {
             Map::Nodes => b"gossipctl/v1/nodes",
             Map::Workloads => b"gossipctl/v1/workloads",
             Map::Revocations => b"gossipctl/v1/revocations",
+            Map::Activity => b"gossipctl/v1/activity",
         }
     }
 }
@@ -95,7 +98,7 @@ pub fn authorize(author: &Role, map: Map, key: &str) -> Result<(), Refusal> {
             };
         }
         Map::Nodes => key,
-        Map::Workloads => key
+        Map::Workloads | Map::Activity => key
             .rsplit_once('@')
             .map(|(_, node)| node)
             .filter(|node| !node.is_empty())
@@ -154,6 +157,12 @@ mod tests {
         assert!(authorize(&node("node-1"), Map::Workloads, "web/api/0").is_err());
         // A name that merely ends like the owner's is another node.
         assert!(authorize(&node("node-1"), Map::Workloads, "web/api/0@xnode-1").is_err());
+        assert_eq!(
+            authorize(&node("node-1"), Map::Activity, "web@node-1"),
+            Ok(())
+        );
+        assert!(authorize(&node("node-1"), Map::Activity, "web@node-2").is_err());
+        assert!(authorize(&admin(), Map::Activity, "web@node-1").is_err());
     }
 
     #[test]

@@ -104,6 +104,9 @@ impl Scenario {
                 policies: vec![],
             },
             generation: 1,
+            deployed_ms: 0,
+            stable: Default::default(),
+            history: Vec::new(),
         };
         Scenario {
             deploy_at: secs(5),
@@ -272,6 +275,9 @@ pub fn batch_app(replicas: u32, generation: u64) -> StoredApp {
             policies: vec![],
         },
         generation,
+        deployed_ms: 0,
+        stable: Default::default(),
+        history: Vec::new(),
     }
 }
 
@@ -303,5 +309,8 @@ pub fn edge_app() -> StoredApp {
             policies: vec![],
         },
         generation: 1,
+        deployed_ms: 0,
+        stable: Default::default(),
+        history: Vec::new(),
     }
 }

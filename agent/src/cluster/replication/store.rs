@@ -19,6 +19,7 @@ const APPS: &str = "replicated/apps";
 const NODES: &str = "replicated/nodes";
 const WORKLOADS: &str = "replicated/workloads";
 const REVOCATIONS: &str = "replicated/revocations";
+const ACTIVITY: &str = "replicated/activity";
 
 /// The replica behind a lock, with every change written to sled.
 pub struct ReplicatedState {
@@ -31,6 +32,7 @@ pub struct ReplicatedState {
     nodes: sled::Tree,
     workloads: sled::Tree,
     revocations: sled::Tree,
+    activity: sled::Tree,
 }
 
 fn load<V: DeserializeOwned + Clone + PartialEq + Serialize>(
@@ -87,6 +89,7 @@ impl ReplicatedState {
         let nodes = db.open_tree(NODES)?;
         let workloads = db.open_tree(WORKLOADS)?;
         let revocations = db.open_tree(REVOCATIONS)?;
+        let activity = db.open_tree(ACTIVITY)?;
         let mut replica = Replica::new(node);
         // Revocations first: what they revoke is refused below like anything received.
         load(
@@ -138,6 +141,13 @@ impl ReplicatedState {
                     && admitted(authority.as_ref(), Map::Workloads, key, entry, wall_ms)
             },
         )?;
+        load(
+            &activity,
+            &mut replica.activity,
+            &mut replica.clock,
+            wall_ms,
+            |key, entry| admitted(authority.as_ref(), Map::Activity, key, entry, wall_ms),
+        )?;
         replica.authority = authority;
         replica.sealer = sealer.map(Arc::new);
         Ok(ReplicatedState {
@@ -148,6 +158,7 @@ impl ReplicatedState {
             nodes,
             workloads,
             revocations,
+            activity,
         })
     }
 
@@ -187,12 +198,14 @@ impl ReplicatedState {
         let nodes = std::mem::take(&mut replica.purged_nodes);
         let apps = std::mem::take(&mut replica.purged_apps);
         let workloads = std::mem::take(&mut replica.purged_workloads);
+        let activity = std::mem::take(&mut replica.purged_activity);
         drop(replica);
         for (tree, key) in nodes
             .iter()
             .map(|k| (&self.nodes, k))
             .chain(apps.iter().map(|k| (&self.apps, k)))
             .chain(workloads.iter().map(|k| (&self.workloads, k)))
+            .chain(activity.iter().map(|k| (&self.activity, k)))
         {
             if let Err(e) = tree.remove(key.as_bytes()) {
                 tracing::error!(%key, "cannot remove an entry a revocation voided: {e}");
@@ -210,7 +223,8 @@ impl ReplicatedState {
         persist(&self.apps, &updates.apps)?;
         persist(&self.nodes, &updates.nodes)?;
         persist(&self.workloads, &updates.workloads)?;
-        persist(&self.revocations, &updates.revocations)
+        persist(&self.revocations, &updates.revocations)?;
+        persist(&self.activity, &updates.activity)
     }
 
     /// Merges a peer's updates and persists what changed; returns it.
@@ -261,6 +275,10 @@ impl ReplicatedState {
                     .entries()
                     .map(|(k, _)| k.clone())
                     .collect(),
+            ),
+            (
+                &self.activity,
+                replica.activity.entries().map(|(k, _)| k.clone()).collect(),
             ),
         ] {
             let keys: HashSet<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();

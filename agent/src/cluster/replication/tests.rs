@@ -125,6 +125,9 @@ fn only_admin_sealed_applications_enter_and_a_deleted_one_never_comes_back() {
         )
         .unwrap(),
         generation: 1,
+        deployed_ms: 0,
+        stable: Default::default(),
+        history: Vec::new(),
     };
     let at = |ms: u64| Timestamp {
         wall_ms: ms,
@@ -254,6 +257,9 @@ fn a_revoked_admin_keeps_only_the_listed_writes_and_cannot_backdate_new_ones() {
         )
         .unwrap(),
         generation: 1,
+        deployed_ms: 0,
+        stable: Default::default(),
+        history: Vec::new(),
     }
     };
     let mut replica = Replica::new("b");
