@@ -11,6 +11,7 @@ use orchestrator::learner_link::LearnerProgress;
 
 use crate::cluster::membership::MemberState;
 use crate::cluster::replication::{StateDigest, Updates, Wanted};
+use crate::maintenance::{Maintenance, Mode};
 use crate::store::StoredApp;
 use crate::trust::authority::encode;
 use crate::trust::revocation::Revocation;
@@ -69,6 +70,15 @@ pub enum Request {
     GetEvents {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         app: Option<String>,
+    },
+    /// A fresh version from this agent's clock, for a write the admin seals itself
+    /// (`Maintain`): it sorts after everything this agent has seen.
+    Version,
+    /// Admin: cordon, drain or uncordon a node. `entry` is the admin-sealed
+    /// [`crate::maintenance::Maintenance`], versioned by `Version`.
+    Maintain {
+        node: String,
+        entry: Entry<Maintenance>,
     },
     /// An application's generations: the current one and those kept for `RolloutUndo`.
     RolloutHistory {
@@ -131,6 +141,13 @@ pub enum Response {
         version: String,
     },
     Deployed(DeployOutcome),
+    Version {
+        version: Timestamp,
+    },
+    Maintained {
+        node: String,
+        mode: Mode,
+    },
     Events {
         events: Vec<EventView>,
     },
@@ -489,6 +506,9 @@ pub struct NodeView {
     /// When the certificate its record is sealed with expires (seconds since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_expires: Option<i64>,
+    /// `cordoned` or `draining`, when an admin said so (see [`crate::maintenance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<Mode>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

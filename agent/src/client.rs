@@ -11,6 +11,7 @@ use quinn::{Connection, Endpoint};
 use crate::api::{Request, Response};
 use crate::cluster::identity::{ANY_AGENT_SERVER_NAME, Credentials};
 use crate::cluster::tls::{TlsError, interactive_client_config};
+use crate::maintenance::{Maintenance, Mode};
 use crate::trust::authority::encode;
 use crate::trust::revocation::Revocation;
 use crate::trust::seal::{Seal, Sealer};
@@ -164,6 +165,28 @@ impl Client {
         let entry = Entry::live(revocation, version).sealed(encode(&seal));
         self.exchange(&Request::Revoke {
             serial: serial.to_string(),
+            entry,
+        })
+        .await
+    }
+
+    /// Cordons, drains or uncordons `node`: an entry sealed with the admin's key, versioned by
+    /// the agent's clock so that it sorts after every earlier one the agent has seen.
+    pub async fn maintain(&self, node: &str, mode: Mode) -> Result<Response, ClientError> {
+        let version = match self.exchange(&Request::Version).await? {
+            Response::Version { version } => version,
+            other => return Ok(other),
+        };
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let value = Maintenance { mode, at_ms };
+        let signed = statement(Map::Maintenance, node, &version, Some(&value))
+            .map_err(|e| self.seal_error(e.to_string()))?;
+        let seal = self.seal(&signed)?;
+        let entry = Entry::live(value, version).sealed(encode(&seal));
+        self.exchange(&Request::Maintain {
+            node: node.to_string(),
             entry,
         })
         .await

@@ -19,6 +19,7 @@ pub mod cluster;
 mod learner_routing;
 pub mod logs;
 mod logs_api;
+pub mod maintenance;
 pub mod node;
 pub mod reconcile;
 pub mod rollout;

@@ -203,6 +203,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
         capacity: capacity::detect(),
         runtimes: runtimes.names(),
+        cordoned: false,
     };
     let node = Node::new(
         info,

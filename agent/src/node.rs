@@ -26,6 +26,7 @@ use crate::cluster::replication::{
 use crate::cluster::transport::Peers;
 use crate::learner_routing::{NodeRouter, Route};
 use crate::logs::{LogStore, now_ms};
+use crate::maintenance::{self, Mode};
 use crate::reconcile::{Action, Wanted, pace, reconcile};
 use crate::rollout::activity::{self, Activity, Event, activity_key};
 use crate::rollout::decide::{self, ComponentKey, Decision};
@@ -101,6 +102,8 @@ pub struct View {
     pub records: BTreeMap<String, WorkloadRecord>,
     /// Every component's rollout step; its slots are what the plan places.
     pub rollouts: BTreeMap<ComponentKey, Decision>,
+    /// Nodes an admin cordoned or is draining (see [`crate::maintenance`]).
+    pub maintenance: BTreeMap<String, Mode>,
     pub plan: Plan,
 }
 
@@ -254,7 +257,7 @@ impl Node {
     /// This agent's view of the cluster and the plan it implies.
     pub fn view(&self) -> View {
         let members = self.gossip.members.borrow().clone();
-        let (apps, node_records, records, revoked, completed) = self.state.read(|r| {
+        let (apps, node_records, records, revoked, completed, maintenance) = self.state.read(|r| {
             let apps: Vec<StoredApp> = r.apps.iter().map(|(_, a)| a.clone()).collect();
             let nodes: Vec<NodeRecord> = r.nodes.iter().map(|(_, n)| n.clone()).collect();
             let records: BTreeMap<String, WorkloadRecord> = r
@@ -265,7 +268,13 @@ impl Node {
             let revoked: BTreeSet<String> =
                 r.revocations.iter().map(|(_, v)| v.name.clone()).collect();
             let completed = activity::completed(r.activity.iter());
-            (apps, nodes, records, revoked, completed)
+            let maintenance: BTreeMap<String, Mode> = r
+                .maintenance
+                .iter()
+                .filter(|(_, m)| m.mode != Mode::Schedulable)
+                .map(|(name, m)| (name.clone(), m.mode))
+                .collect();
+            (apps, nodes, records, revoked, completed, maintenance)
         });
         let mut nodes: BTreeMap<String, (NodeState, NodeRecord)> = BTreeMap::new();
         for record in node_records {
@@ -305,6 +314,7 @@ impl Node {
                     labels: BTreeMap::new(),
                     capacity: Default::default(),
                     runtimes: BTreeSet::new(),
+                    cordoned: false,
                 },
                 address: id.addr,
                 version: String::new(),
@@ -320,8 +330,10 @@ impl Node {
                 matches!(state, NodeState::Alive | NodeState::Suspect)
                     && !unrecorded.contains(*name)
             })
-            .map(|(_, node)| node)
-            .map(|(_, record)| record.info.clone())
+            .map(|(name, (_, record))| NodeInfo {
+                cordoned: maintenance.get(name).is_some_and(|m| m.cordoned()),
+                ..record.info.clone()
+            })
             .collect();
         let active = |node: &str| {
             nodes
@@ -335,6 +347,17 @@ impl Node {
                     .entry(record.id.clone())
                     .or_default()
                     .insert(record.node.clone());
+            }
+        }
+        // A draining node hands over one replica at a time: that one is placed afresh.
+        let draining: BTreeSet<String> = maintenance
+            .iter()
+            .filter(|(_, mode)| **mode == Mode::Draining)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for (node, id) in maintenance::moving(&draining, records.values()) {
+            if let Some(hosts) = running.get_mut(&id) {
+                hosts.remove(&node);
             }
         }
         let observed = decide::observed(&apps, records.values(), active);
@@ -361,6 +384,7 @@ impl Node {
             nodes,
             records,
             rollouts,
+            maintenance,
             plan,
         }
     }
@@ -425,9 +449,30 @@ impl Node {
 
         let mut waiting = BTreeMap::new();
         let mut events = Vec::new();
+        let draining_here = view.maintenance.get(self.name()) == Some(&Mode::Draining);
         for action in pace(reconcile(&wanted, &running, &ready), STARTS_PER_PASS) {
             if let Action::Replace(id) = &action {
                 events.push(replacing(&view, id, &running, &wanted));
+            }
+            if let Action::Stop(id) = &action
+                && draining_here
+            {
+                let there = view.plan.assignments.get(id);
+                let ready_there = there.is_some_and(|node| ready_on(&view, id, node));
+                if maintenance::hands_over(true, false, ready_there) {
+                    continue;
+                }
+                if let Some(there) = there {
+                    events.push(Event {
+                        at_ms: now_ms(),
+                        reason: "Drained".into(),
+                        object: id.to_string(),
+                        message: format!(
+                            "handed over to {there}, where it is ready: {} is draining",
+                            self.name()
+                        ),
+                    });
+                }
             }
             match action {
                 Action::Start(id) => match self.start_replica(&id, component_of(&id)) {
@@ -796,6 +841,16 @@ impl Node {
             stop.await;
         }
     }
+}
+
+/// Whether `node` reports replica `id` ready (or finished, for run-to-completion policies).
+fn ready_on(view: &View, id: &WorkloadId, node: &str) -> bool {
+    let probed = view
+        .definition(id)
+        .is_some_and(|c| c.readiness_probe().is_some());
+    view.records
+        .get(&workload_key(id, node))
+        .is_some_and(|r| r.state.is_ready(probed) || r.state == WorkloadState::Succeeded)
 }
 
 /// The event for a rollout step that replaces one of this node's replicas.

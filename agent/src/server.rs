@@ -16,6 +16,7 @@ use crate::cluster::replication::Updates;
 use crate::cluster::tls::peer_role;
 use crate::cluster::transport::Dialled;
 use crate::logs::now_ms;
+use crate::maintenance::Maintenance;
 use crate::node::{Node, VERSION};
 use crate::rollout::{activity, history};
 use crate::store::{StoreError, StoredApp};
@@ -136,6 +137,16 @@ async fn serve_stream(
                 undo(node, &app, to_generation).await
             } else {
                 forbidden(role, "undo rollouts")
+            }
+        }
+        Request::Version => Response::Version {
+            version: node.state.next_version(now_ms()),
+        },
+        Request::Maintain { node: name, entry } => {
+            if role.may_mutate() {
+                maintain(node, name, entry).await
+            } else {
+                forbidden(role, "cordon or drain nodes")
             }
         }
         Request::GetEvents { app } => Response::Events {
@@ -370,6 +381,47 @@ async fn revoke(node: &Arc<Node>, serial: String, entry: Entry<Revocation>) -> R
     Response::Revoked {
         name: revocation.name,
         serial,
+    }
+}
+
+/// Takes in an admin's sealed cordon, drain or uncordon of node `name`, and spreads it.
+async fn maintain(node: &Arc<Node>, name: String, entry: Entry<Maintenance>) -> Response {
+    let Some(maintenance) = entry.value else {
+        return error(ErrorKind::Invalid, "a node's maintenance cannot be deleted");
+    };
+    let known = node.view().nodes.contains_key(&name);
+    if !known {
+        return error(ErrorKind::NotFound, format!("node {name:?} not found"));
+    }
+    let now = now_ms();
+    if let Some(authority) = node.state.read(|r| r.authority.clone())
+        && let Err(why) = authority.check(Map::Maintenance, &name, &entry, now)
+    {
+        return error(
+            ErrorKind::Forbidden,
+            format!("the {} of {name} is refused: {why}", maintenance.mode),
+        );
+    }
+    let updates = Updates {
+        maintenance: vec![(name.clone(), entry)],
+        ..Updates::default()
+    };
+    let changed = match node.state.change(true, |r| r.merge(&updates, now)).await {
+        Ok(changed) => changed,
+        Err(e) => return internal(e),
+    };
+    if changed.is_empty() {
+        return error(
+            ErrorKind::Conflict,
+            format!("node {name:?} changed while this was being signed; run the command again"),
+        );
+    }
+    tracing::info!(node = %name, mode = %maintenance.mode, "maintenance");
+    node.spread(changed);
+    node.wake();
+    Response::Maintained {
+        node: name,
+        mode: maintenance.mode,
     }
 }
 

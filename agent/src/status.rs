@@ -63,6 +63,7 @@ impl Node {
                 workloads: view.plan.for_node(name).count(),
                 version: record.version.clone(),
                 certificate_expires: expiries.get(name).copied(),
+                maintenance: view.maintenance.get(name).copied(),
             })
             .collect();
         let revoked: BTreeSet<String> = self.state.read(|r| {
@@ -83,6 +84,7 @@ impl Node {
                     workloads: 0,
                     version: "-".into(),
                     certificate_expires: None,
+                    maintenance: None,
                 });
             }
         }

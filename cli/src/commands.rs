@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use agent::api::{DeployOutcome, ErrorKind, EventView, LogStream, Request, Response};
 use agent::client::Client;
+use agent::maintenance::Mode;
 use anyhow::{Context, anyhow, bail};
 use orchestrator::{Application, MAX_DOCUMENT_BYTES, parse_application};
 
@@ -159,6 +160,50 @@ pub async fn revoke(
             Ok(())
         }
         other => Err(unexpected(other)),
+    }
+}
+
+/// `cordon`, `drain` and `uncordon`; a drain with `wait_for` waits until the node runs
+/// nothing.
+pub async fn maintain(
+    client: &Client,
+    node: &str,
+    mode: Mode,
+    wait_for: Option<Duration>,
+) -> anyhow::Result<()> {
+    match client.maintain(node, mode).await? {
+        Response::Maintained { node, mode } => match mode {
+            Mode::Schedulable => println!("node {node} uncordoned"),
+            Mode::Cordoned => println!("node {node} cordoned: it takes no new replicas"),
+            Mode::Draining => println!(
+                "node {node} draining: its replicas move one at a time, each once its \
+                 replacement is ready"
+            ),
+        },
+        other => return Err(unexpected(other)),
+    }
+    let Some(timeout) = wait_for else {
+        return Ok(());
+    };
+    let spinner = progress::spinner(&format!("draining {node}"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let workloads = match client.request(&Request::GetWorkloads).await? {
+            Response::Workloads { workloads } => workloads,
+            other => return Err(unexpected(other)),
+        };
+        let left = workloads.iter().filter(|w| w.node == node).count();
+        if left == 0 {
+            spinner.finish_and_clear();
+            println!("node {node} drained");
+            return Ok(());
+        }
+        spinner.set_message(format!("draining {node}: {left} replicas left"));
+        if Instant::now() > deadline {
+            spinner.abandon();
+            bail!("node {node} still runs {left} replicas after {timeout:?}");
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

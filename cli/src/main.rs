@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use agent::maintenance::Mode;
+
 use crate::commands::Resource;
 use crate::output::Format;
 
@@ -83,6 +85,20 @@ enum Command {
         #[arg(long)]
         app: Option<String>,
     },
+    /// Take no new replicas on NODE; the ones it runs stay (admin only).
+    Cordon { node: String },
+    /// Cordon NODE, then move its replicas away one at a time, each only once its
+    /// replacement elsewhere is ready (admin only).
+    Drain {
+        node: String,
+        /// Wait until the node runs nothing.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Make NODE schedulable again (admin only); nothing moves back by itself.
+    Uncordon { node: String },
     /// Follow, list and undo an application's rolling updates.
     Rollout {
         #[command(subcommand)]
@@ -329,6 +345,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => commands::get(&client, resource, output, watch).await?,
             }
+            client.close().await;
+        }
+        Command::Cordon { node } => {
+            let client = commands::connect(config).await?;
+            commands::maintain(&client, &node, Mode::Cordoned, None).await?;
+            client.close().await;
+        }
+        Command::Uncordon { node } => {
+            let client = commands::connect(config).await?;
+            commands::maintain(&client, &node, Mode::Schedulable, None).await?;
+            client.close().await;
+        }
+        Command::Drain {
+            node,
+            wait,
+            timeout,
+        } => {
+            let client = commands::connect(config).await?;
+            commands::maintain(&client, &node, Mode::Draining, wait.then_some(timeout)).await?;
             client.close().await;
         }
         Command::Rollout { what } => {

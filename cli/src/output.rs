@@ -136,7 +136,10 @@ pub fn nodes(nodes: &[NodeView], format: Format) -> String {
             let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let mut row = vec![
                 n.name.clone(),
-                n.state.to_string(),
+                match n.maintenance {
+                    Some(mode) => format!("{},{mode}", n.state),
+                    None => n.state.to_string(),
+                },
                 n.address.clone(),
                 labels.join(","),
                 format!("{}", n.capacity.cpu_millis as f64 / 1000.0),

@@ -24,6 +24,7 @@ fn nodes() -> Vec<NodeInfo> {
                 memory_bytes: 8 << 30,
             },
             runtimes: BTreeSet::from(["process".to_string()]),
+            cordoned: false,
         })
         .collect()
 }

@@ -30,6 +30,14 @@ pub struct NodeInfo {
     /// Workload runtimes the node can run: `process`, `container`, `learner`.
     #[serde(default)]
     pub runtimes: BTreeSet<String>,
+    /// Cordoned by an admin: keeps the replicas it runs, takes no new ones. Set by whoever
+    /// builds the view from the admin's word, never by the node itself.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cordoned: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// The outcome of placement for a whole cluster.
@@ -109,8 +117,20 @@ pub fn plan(applications: &[Application], nodes: &[NodeInfo], running: &Running)
             }
         }
     }
+    // Cordoned nodes keep what they run (above) but take nothing new.
+    let open: Option<Vec<usize>> = nodes
+        .iter()
+        .any(|n| n.cordoned)
+        .then(|| (0..nodes.len()).filter(|&n| !nodes[n].cordoned).collect());
     for (slot, id) in unplaced {
-        match state.choose(slot, &id, None) {
+        let choice = state.choose(slot, &id, open.as_deref()).map_err(|reason| {
+            if open.is_some() && state.choose(slot, &id, None).is_ok() {
+                "every node that could take it is cordoned".to_string()
+            } else {
+                reason
+            }
+        });
+        match choice {
             Ok(node) => {
                 state.place(slot, node);
                 plan.assignments.insert(id, nodes[node].name.clone());
@@ -515,6 +535,7 @@ mod tests {
                 memory_bytes: 1 << 30,
             },
             runtimes: ["process".to_string()].into(),
+            cordoned: false,
         }
     }
 

@@ -30,6 +30,7 @@ fn nodes_strategy() -> impl Strategy<Value = Vec<NodeInfo>> {
                     memory_bytes: gib << 30,
                 },
                 runtimes: BTreeSet::from(["process".to_string()]),
+                cordoned: false,
             })
             .collect()
     })

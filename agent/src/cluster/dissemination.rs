@@ -30,6 +30,7 @@ use rand::Rng;
 use rand::seq::index::sample;
 
 use crate::cluster::replication::{NodeRecord, Updates, WorkloadRecord};
+use crate::maintenance::Maintenance;
 use crate::rollout::activity::Activity;
 use crate::store::StoredApp;
 
@@ -147,6 +148,7 @@ pub struct Dissemination {
     nodes: Section<NodeRecord>,
     workloads: Section<WorkloadRecord>,
     activity: Section<Activity>,
+    maintenance: Section<Maintenance>,
 }
 
 impl Dissemination {
@@ -169,6 +171,7 @@ impl Dissemination {
         self.nodes.offer(updates.nodes, budget);
         self.workloads.offer(updates.workloads, budget);
         self.activity.offer(updates.activity, budget);
+        self.maintenance.offer(updates.maintenance, budget);
     }
 
     /// A member's answer to a batch this agent sent: `known[i]` says whether it already had
@@ -197,11 +200,20 @@ impl Dissemination {
                 self.activity.known(key, entry, penalty);
             }
         }
+        for (key, entry) in &sent.maintenance {
+            if known.next() == Some(true) {
+                self.maintenance.known(key, entry, penalty);
+            }
+        }
     }
 
     /// Rumours still to send.
     pub fn pending(&self) -> usize {
-        self.apps.0.len() + self.nodes.0.len() + self.workloads.0.len() + self.activity.0.len()
+        self.apps.0.len()
+            + self.nodes.0.len()
+            + self.workloads.0.len()
+            + self.activity.0.len()
+            + self.maintenance.0.len()
     }
 
     /// One round: up to `fanout` distinct members chosen at random from `members`, and the
@@ -226,6 +238,7 @@ impl Dissemination {
             .chain(self.nodes.candidates(1))
             .chain(self.workloads.candidates(2))
             .chain(self.activity.candidates(3))
+            .chain(self.maintenance.candidates(4))
             .collect();
         let max = self.config.max_batch_entries;
         if candidates.len() > max {
@@ -248,7 +261,8 @@ impl Dissemination {
                 0 => updates.apps.push(self.apps.take(&key, sends)),
                 1 => updates.nodes.push(self.nodes.take(&key, sends)),
                 2 => updates.workloads.push(self.workloads.take(&key, sends)),
-                _ => updates.activity.push(self.activity.take(&key, sends)),
+                3 => updates.activity.push(self.activity.take(&key, sends)),
+                _ => updates.maintenance.push(self.maintenance.take(&key, sends)),
             }
         }
         Some(Round { targets, updates })
@@ -278,6 +292,7 @@ pub fn known_entries(received: &Updates, changed: &Updates) -> Vec<bool> {
     known.extend(section(&received.nodes, &changed.nodes));
     known.extend(section(&received.workloads, &changed.workloads));
     known.extend(section(&received.activity, &changed.activity));
+    known.extend(section(&received.maintenance, &changed.maintenance));
     known
 }
 

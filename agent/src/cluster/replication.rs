@@ -14,6 +14,7 @@ use orchestrator::state::{Clock, Digest, Entry, LwwMap, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::api::WorkloadState;
+use crate::maintenance::Maintenance;
 use crate::rollout::activity::Activity;
 use crate::store::StoredApp;
 use crate::trust::authority::{Authority, encode};
@@ -79,6 +80,8 @@ pub struct Updates {
     pub revocations: Vec<(String, Entry<Revocation>)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub activity: Vec<(String, Entry<Activity>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maintenance: Vec<(String, Entry<Maintenance>)>,
 }
 
 impl Updates {
@@ -88,6 +91,7 @@ impl Updates {
             && self.workloads.is_empty()
             && self.revocations.is_empty()
             && self.activity.is_empty()
+            && self.maintenance.is_empty()
     }
 
     /// Entries in all maps.
@@ -97,6 +101,7 @@ impl Updates {
             + self.workloads.len()
             + self.revocations.len()
             + self.activity.len()
+            + self.maintenance.len()
     }
 
     pub fn extend(&mut self, other: Updates) {
@@ -105,6 +110,7 @@ impl Updates {
         self.workloads.extend(other.workloads);
         self.revocations.extend(other.revocations);
         self.activity.extend(other.activity);
+        self.maintenance.extend(other.maintenance);
     }
 }
 
@@ -118,6 +124,8 @@ pub struct StateDigest {
     pub revocations: Digest,
     #[serde(default)]
     pub activity: Digest,
+    #[serde(default)]
+    pub maintenance: Digest,
 }
 
 /// Keys one side wants from the other.
@@ -130,6 +138,8 @@ pub struct Wanted {
     pub revocations: Vec<String>,
     #[serde(default)]
     pub activity: Vec<String>,
+    #[serde(default)]
+    pub maintenance: Vec<String>,
 }
 
 impl Wanted {
@@ -139,6 +149,7 @@ impl Wanted {
             && self.workloads.is_empty()
             && self.revocations.is_empty()
             && self.activity.is_empty()
+            && self.maintenance.is_empty()
     }
 }
 
@@ -155,6 +166,8 @@ pub struct Replica {
     /// Each node's events and witnessed rollouts per application, keyed `APP@NODE` (see
     /// [`crate::rollout::activity`]).
     pub activity: LwwMap<Activity>,
+    /// An admin's cordon or drain of a node, keyed by node name (see [`crate::maintenance`]).
+    pub maintenance: LwwMap<Maintenance>,
     /// Checks seals before any write is merged: applications must be an admin's, node
     /// records and workload status their own node's. A running agent always has one; pure tests and the cluster
     /// simulation run without.
@@ -167,6 +180,7 @@ pub struct Replica {
     pub purged_apps: Vec<String>,
     pub purged_workloads: Vec<String>,
     pub purged_activity: Vec<String>,
+    pub purged_maintenance: Vec<String>,
 }
 
 /// Whether `authority` (if any) accepts a write of `key` in `map`; logs a refusal.
@@ -189,6 +203,7 @@ fn admitted<V: Serialize>(
                 Map::Workloads => "a workload status",
                 Map::Revocations => "a revocation",
                 Map::Activity => "an activity record",
+                Map::Maintenance => "a cordon or drain",
             };
             tracing::warn!(%key, version = ?entry.version, "dropped {what}: {why}");
             false
@@ -266,12 +281,14 @@ impl Replica {
             workloads: LwwMap::new(),
             revocations: LwwMap::new(),
             activity: LwwMap::new(),
+            maintenance: LwwMap::new(),
             authority: None,
             sealer: None,
             purged_nodes: Vec::new(),
             purged_apps: Vec::new(),
             purged_workloads: Vec::new(),
             purged_activity: Vec::new(),
+            purged_maintenance: Vec::new(),
         }
     }
 
@@ -437,6 +454,16 @@ impl Replica {
                 wall_ms,
                 |key, entry| admitted(authority, Map::Activity, key, entry, wall_ms),
             ),
+            maintenance: merge_into(
+                &mut self.maintenance,
+                &mut self.clock,
+                &updates.maintenance,
+                wall_ms,
+                |key, entry| {
+                    entry.value.is_some()
+                        && admitted(authority, Map::Maintenance, key, entry, wall_ms)
+                },
+            ),
             revocations,
         }
     }
@@ -480,6 +507,10 @@ impl Replica {
             .purge(|key, entry| authority.void(Map::Activity, key, entry));
         self.purged_nodes.extend(nodes);
         self.purged_activity.extend(activity);
+        let maintenance = self
+            .maintenance
+            .purge(|key, entry| authority.void(Map::Maintenance, key, entry));
+        self.purged_maintenance.extend(maintenance);
         self.purged_apps.extend(apps);
         self.purged_workloads.extend(workloads);
     }
@@ -493,6 +524,7 @@ impl Replica {
             self.workloads.fingerprint(),
             self.revocations.fingerprint(),
             self.activity.fingerprint(),
+            self.maintenance.fingerprint(),
         ];
         let bytes: Vec<u8> = parts.iter().flat_map(|p| p.to_le_bytes()).collect();
         xxhash_rust::xxh3::xxh3_64(&bytes)
@@ -505,6 +537,7 @@ impl Replica {
             workloads: self.workloads.digest(),
             revocations: self.revocations.digest(),
             activity: self.activity.digest(),
+            maintenance: self.maintenance.digest(),
         }
     }
 
@@ -516,6 +549,7 @@ impl Replica {
             workloads: self.workloads.newer_than(&theirs.workloads),
             revocations: self.revocations.newer_than(&theirs.revocations),
             activity: self.activity.newer_than(&theirs.activity),
+            maintenance: self.maintenance.newer_than(&theirs.maintenance),
         };
         let wanted = Wanted {
             apps: self.apps.wanted_from(&theirs.apps),
@@ -523,6 +557,7 @@ impl Replica {
             workloads: self.workloads.wanted_from(&theirs.workloads),
             revocations: self.revocations.wanted_from(&theirs.revocations),
             activity: self.activity.wanted_from(&theirs.activity),
+            maintenance: self.maintenance.wanted_from(&theirs.maintenance),
         };
         (updates, wanted)
     }
@@ -534,6 +569,7 @@ impl Replica {
             workloads: self.workloads.entries_for(&wanted.workloads),
             revocations: self.revocations.entries_for(&wanted.revocations),
             activity: self.activity.entries_for(&wanted.activity),
+            maintenance: self.maintenance.entries_for(&wanted.maintenance),
         }
     }
 

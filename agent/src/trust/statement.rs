@@ -16,6 +16,7 @@
 //! | node records | node name | that node's certificate |
 //! | workload status | `...@NODE` | the certificate of `NODE` |
 //! | activity (events, witnessed rollouts) | `APP@NODE` | the certificate of `NODE` |
+//! | maintenance (cordon, drain) | node name | an admin certificate |
 //!
 //! Pure: callers verify the seal ([`crate::trust::seal::verify`]) and pass the role it names.
 
@@ -32,6 +33,7 @@ pub enum Map {
     Workloads,
     Revocations,
     Activity,
+    Maintenance,
 }
 
 impl Map {
@@ -42,6 +44,7 @@ impl Map {
             Map::Workloads => b"gossipctl/v1/workloads",
             Map::Revocations => b"gossipctl/v1/revocations",
             Map::Activity => b"gossipctl/v1/activity",
+            Map::Maintenance => b"gossipctl/v1/maintenance",
         }
     }
 }
@@ -49,7 +52,9 @@ impl Map {
 /// Why an author may not write an entry.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Refusal {
-    #[error("only an admin may write applications and revocations; {0} is not one")]
+    #[error(
+        "only an admin may write applications, revocations, cordons and drains; {0} is not one"
+    )]
     NotAdmin(String),
     #[error("{author} may not write entries of node {owner}")]
     NotOwner { author: String, owner: String },
@@ -91,7 +96,7 @@ pub fn statement<V: Serialize>(
 /// Whether `author` may write `key` in `map`.
 pub fn authorize(author: &Role, map: Map, key: &str) -> Result<(), Refusal> {
     let owner = match map {
-        Map::Apps | Map::Revocations => {
+        Map::Apps | Map::Revocations | Map::Maintenance => {
             return match author {
                 Role::Admin { .. } => Ok(()),
                 other => Err(Refusal::NotAdmin(other.name().to_string())),
@@ -163,6 +168,8 @@ mod tests {
         );
         assert!(authorize(&node("node-1"), Map::Activity, "web@node-2").is_err());
         assert!(authorize(&admin(), Map::Activity, "web@node-1").is_err());
+        assert_eq!(authorize(&admin(), Map::Maintenance, "node-1"), Ok(()));
+        assert!(authorize(&node("node-1"), Map::Maintenance, "node-1").is_err());
     }
 
     #[test]

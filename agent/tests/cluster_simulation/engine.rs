@@ -498,7 +498,10 @@ impl Sim {
             }),
             SyncMessage::Digest { digest } => {
                 let (updates, wanted) = replica.answer(&digest);
-                Some(SyncMessage::Reply { updates, wanted })
+                Some(SyncMessage::Reply {
+                    updates: Box::new(updates),
+                    wanted: Box::new(wanted),
+                })
             }
             SyncMessage::Reply { updates, wanted } => {
                 let changed = replica.merge(&updates, wall);

@@ -32,9 +32,10 @@ pub enum SyncMessage {
     Digest {
         digest: StateDigest,
     },
+    /// Boxed: a digest answer is the largest message by far, and the rarest.
     Reply {
-        updates: Updates,
-        wanted: Wanted,
+        updates: Box<Updates>,
+        wanted: Box<Wanted>,
     },
     /// Shared between the targets of one round, as the agent shares one encoded request.
     Push {

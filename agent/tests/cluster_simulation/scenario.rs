@@ -238,6 +238,7 @@ pub fn node_record(index: usize) -> NodeRecord {
                 memory_bytes: 8 << 30,
             },
             runtimes: BTreeSet::from(["process".to_string()]),
+            cordoned: false,
         },
         address: node_addr(index),
         version: "sim".into(),

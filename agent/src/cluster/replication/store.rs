@@ -20,6 +20,7 @@ const NODES: &str = "replicated/nodes";
 const WORKLOADS: &str = "replicated/workloads";
 const REVOCATIONS: &str = "replicated/revocations";
 const ACTIVITY: &str = "replicated/activity";
+const MAINTENANCE: &str = "replicated/maintenance";
 
 /// The replica behind a lock, with every change written to sled.
 pub struct ReplicatedState {
@@ -33,6 +34,7 @@ pub struct ReplicatedState {
     workloads: sled::Tree,
     revocations: sled::Tree,
     activity: sled::Tree,
+    maintenance: sled::Tree,
 }
 
 fn load<V: DeserializeOwned + Clone + PartialEq + Serialize>(
@@ -90,6 +92,7 @@ impl ReplicatedState {
         let workloads = db.open_tree(WORKLOADS)?;
         let revocations = db.open_tree(REVOCATIONS)?;
         let activity = db.open_tree(ACTIVITY)?;
+        let maintenance = db.open_tree(MAINTENANCE)?;
         let mut replica = Replica::new(node);
         // Revocations first: what they revoke is refused below like anything received.
         load(
@@ -148,6 +151,13 @@ impl ReplicatedState {
             wall_ms,
             |key, entry| admitted(authority.as_ref(), Map::Activity, key, entry, wall_ms),
         )?;
+        load(
+            &maintenance,
+            &mut replica.maintenance,
+            &mut replica.clock,
+            wall_ms,
+            |key, entry| admitted(authority.as_ref(), Map::Maintenance, key, entry, wall_ms),
+        )?;
         replica.authority = authority;
         replica.sealer = sealer.map(Arc::new);
         Ok(ReplicatedState {
@@ -159,6 +169,7 @@ impl ReplicatedState {
             workloads,
             revocations,
             activity,
+            maintenance,
         })
     }
 
@@ -199,6 +210,7 @@ impl ReplicatedState {
         let apps = std::mem::take(&mut replica.purged_apps);
         let workloads = std::mem::take(&mut replica.purged_workloads);
         let activity = std::mem::take(&mut replica.purged_activity);
+        let maintenance = std::mem::take(&mut replica.purged_maintenance);
         drop(replica);
         for (tree, key) in nodes
             .iter()
@@ -206,6 +218,7 @@ impl ReplicatedState {
             .chain(apps.iter().map(|k| (&self.apps, k)))
             .chain(workloads.iter().map(|k| (&self.workloads, k)))
             .chain(activity.iter().map(|k| (&self.activity, k)))
+            .chain(maintenance.iter().map(|k| (&self.maintenance, k)))
         {
             if let Err(e) = tree.remove(key.as_bytes()) {
                 tracing::error!(%key, "cannot remove an entry a revocation voided: {e}");
@@ -224,7 +237,8 @@ impl ReplicatedState {
         persist(&self.nodes, &updates.nodes)?;
         persist(&self.workloads, &updates.workloads)?;
         persist(&self.revocations, &updates.revocations)?;
-        persist(&self.activity, &updates.activity)
+        persist(&self.activity, &updates.activity)?;
+        persist(&self.maintenance, &updates.maintenance)
     }
 
     /// Merges a peer's updates and persists what changed; returns it.

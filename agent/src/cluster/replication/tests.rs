@@ -38,6 +38,7 @@ fn node_record(name: &str) -> NodeRecord {
             labels: Default::default(),
             capacity: Resources::default(),
             runtimes: Default::default(),
+            cordoned: false,
         },
         address: "127.0.0.1:1".parse().unwrap(),
         version: "test".into(),
