@@ -474,6 +474,9 @@ impl Node {
                     });
                 }
             }
+            if let Action::Start(id) = &action {
+                events.extend(rescheduled(&view, id, self.name()));
+            }
             match action {
                 Action::Start(id) => match self.start_replica(&id, component_of(&id)) {
                     Ok(replica) => {
@@ -551,6 +554,7 @@ impl Node {
                 fingerprint: replica.fingerprint,
                 learner: progress,
                 since_ms: status.since_ms,
+                last_exit: status.last_exit,
             };
             current.insert(workload_key(id, self.name()), record);
         }
@@ -565,6 +569,7 @@ impl Node {
                 fingerprint: wanted.get(id).map_or(0, |w| w.fingerprint),
                 learner: None,
                 since_ms: 0,
+                last_exit: String::new(),
             };
             current.insert(workload_key(id, self.name()), record);
         }
@@ -841,6 +846,24 @@ impl Node {
             stop.await;
         }
     }
+}
+
+/// The event for a replica that starts on `here` because the node that ran it died or left.
+fn rescheduled(view: &View, id: &WorkloadId, here: &str) -> Option<Event> {
+    let gone = view
+        .records
+        .values()
+        .find(|r| r.id == *id && r.node != here && !view.is_active(&r.node))?;
+    let state = view
+        .nodes
+        .get(&gone.node)
+        .map_or("gone".to_string(), |(state, _)| state.to_string());
+    Some(Event {
+        at_ms: now_ms(),
+        reason: "Rescheduled".into(),
+        object: id.to_string(),
+        message: format!("{} is {state}: starting it on {here}", gone.node),
+    })
 }
 
 /// Whether `node` reports replica `id` ready (or finished, for run-to-completion policies).

@@ -122,6 +122,17 @@ fn five_agents_spread_fail_over_and_converge_after_a_restart() {
         "node-3 declared dead after {detected:?}, replaced after {:?}",
         killed.elapsed()
     );
+    // The agent that took it over says why, as an event.
+    let events = cluster
+        .ctl_at(1, &["get", "events", "--app", "web", "-o", "json"])
+        .ok()
+        .json();
+    let told = events.as_array().unwrap().iter().any(|e| {
+        e["reason"] == "Rescheduled"
+            && e["object"] == victim.as_str()
+            && e["message"].as_str().unwrap().starts_with("node-3 is dead")
+    });
+    assert!(told, "a Rescheduled event for {victim}: {events:#}");
     let moved = placement(&cluster, 1);
     for (id, (node, _)) in &before {
         if node != "node-3" {

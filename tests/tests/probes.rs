@@ -203,6 +203,31 @@ fn readiness_gates_ready_and_liveness_restarts() {
         Duration::from_secs(15),
         || state(&cluster, "probed/gate/0") == "ready",
     );
+    // The events tell it in order: not ready, then restarted for the liveness failure.
+    let events = cluster
+        .ctl(&["get", "events", "--app", "probed", "-o", "json"])
+        .ok()
+        .json();
+    let gate: Vec<(String, String)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["object"] == "probed/gate/0")
+        .map(|e| {
+            let text = |field: &str| e[field].as_str().unwrap().to_string();
+            (text("reason"), text("message"))
+        })
+        .collect();
+    let position = |reason: &str| gate.iter().position(|(r, _)| r == reason);
+    let (unready, restarted) = (position("NotReady"), position("Restarted"));
+    assert!(
+        unready.is_some() && restarted > unready,
+        "NotReady, then Restarted: {gate:?}"
+    );
+    assert!(
+        gate[restarted.unwrap()].1.contains("liveness probe failed"),
+        "{gate:?}"
+    );
     let ready_again = workload(&cluster, "probed/gate/0")["since_ms"]
         .as_u64()
         .unwrap();

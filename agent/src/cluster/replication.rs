@@ -57,6 +57,10 @@ pub struct WorkloadRecord {
     /// (reports from older agents, replicas not started yet).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub since_ms: u64,
+    /// Why its last run ended, when it was restarted (an exit status, a failed liveness
+    /// probe), as Kubernetes keeps a container's last state.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_exit: String,
 }
 
 fn is_zero(value: &u64) -> bool {

@@ -101,6 +101,7 @@ mod tests {
             fingerprint: 1,
             learner: None,
             since_ms: 0,
+            last_exit: String::new(),
         }
     }
 

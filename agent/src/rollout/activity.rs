@@ -33,8 +33,9 @@ pub struct Activity {
 pub struct Event {
     /// Wall-clock milliseconds on the recording node.
     pub at_ms: u64,
-    /// What happened, in one word: `Started`, `Ready`, `Failed`, `Restarted`, `Stopping`,
-    /// `Stopped`, `Succeeded`, `Replacing`, `RolloutComplete`, `RolledBack`, ...
+    /// What happened, in one word: `Started`, `Ready`, `NotReady`, `Failed`, `Restarted`,
+    /// `Stopping`, `Stopped`, `Succeeded`, `Rescheduled`, `Replacing`, `RolloutComplete`,
+    /// `RolledBack`, `Drained`.
     pub reason: String,
     /// The replica (`APP/COMPONENT/REPLICA`) or component (`APP/COMPONENT`) it concerns.
     pub object: String,
@@ -117,9 +118,14 @@ pub fn transition(
     };
     let restarted = before.is_some_and(|b| after.restarts > b.restarts);
     if restarted {
+        let why = if after.last_exit.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", after.last_exit)
+        };
         tell(
             "Restarted",
-            message(format!("restart {} on {}", after.restarts, after.node)),
+            format!("restart {} on {}{why}", after.restarts, after.node),
         );
     } else if after.state.is_up() && !was(&WorkloadState::is_up) {
         let pid = after
@@ -137,6 +143,11 @@ pub fn transition(
     let is = |state: WorkloadState| after.state == state && (restarted || !was(&|s| s == state));
     if is(WorkloadState::Ready) {
         tell("Ready", format!("ready on {}", after.node));
+    } else if !restarted
+        && after.state == WorkloadState::Running
+        && was(&|s| s == WorkloadState::Ready)
+    {
+        tell("NotReady", message("readiness probe failing".to_string()));
     } else if is(WorkloadState::Failed) && !restarted {
         tell("Failed", message("failed".to_string()));
     } else if is(WorkloadState::Succeeded) {
@@ -167,6 +178,7 @@ mod tests {
             fingerprint,
             learner: None,
             since_ms: 0,
+            last_exit: String::new(),
         }
     }
 
@@ -183,7 +195,7 @@ mod tests {
         let running = record(WorkloadState::Running, 0, 1);
         let ready = record(WorkloadState::Ready, 0, 1);
         let mut restarted = record(WorkloadState::Running, 1, 1);
-        restarted.message = "liveness probe failed: exit status 1".into();
+        restarted.last_exit = "liveness probe failed: exit status 1".into();
         let replaced = record(WorkloadState::Running, 0, 2);
         let stopping = record(WorkloadState::Stopped, 0, 1);
         assert_eq!(reasons(None, Some(&running)), ["Started"]);
@@ -198,7 +210,10 @@ mod tests {
         let events = transition(Some(&ready), Some(&restarted), 7);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].reason, "Restarted");
-        assert_eq!(events[0].message, "liveness probe failed: exit status 1");
+        assert_eq!(
+            events[0].message,
+            "restart 1 on node-1: liveness probe failed: exit status 1"
+        );
         assert_eq!(reasons(Some(&ready), Some(&stopping)), ["Stopping"]);
         assert!(reasons(Some(&stopping), None).is_empty(), "told once");
         assert_eq!(
@@ -207,6 +222,11 @@ mod tests {
             "a replaced replica starts on its new definition"
         );
         assert_eq!(reasons(Some(&ready), None), ["Stopped"]);
+        let mut unready = running.clone();
+        unready.message = "not ready: exited with status 1".into();
+        let told = transition(Some(&ready), Some(&unready), 7);
+        assert_eq!(told[0].reason, "NotReady");
+        assert_eq!(told[0].message, "not ready: exited with status 1");
         assert!(reasons(None, Some(&pending)).is_empty());
     }
 

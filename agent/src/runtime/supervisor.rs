@@ -33,6 +33,8 @@ pub struct Status {
     pub pid: Option<u32>,
     /// Wall-clock milliseconds since the Unix epoch when `state` last changed.
     pub since_ms: u64,
+    /// Why the last run ended, once the replica was restarted.
+    pub last_exit: String,
 }
 
 /// How one attempt at running a replica ended.
@@ -196,6 +198,7 @@ impl Supervisor {
             message: String::new(),
             pid: None,
             since_ms: now_ms(),
+            last_exit: String::new(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let observed = Arc::new(Observed {
@@ -317,6 +320,7 @@ async fn supervise(
         note(&format!("{message}; restarting in {backoff:?}"));
         set(&observed, |s| {
             s.state = WorkloadState::Pending;
+            s.last_exit.clone_from(&message);
             s.message = format!("{message}; restarting");
             s.pid = None;
         });

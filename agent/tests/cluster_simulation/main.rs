@@ -416,6 +416,7 @@ fn bench_per_update_work_as_the_state_grows() {
         fingerprint: 1,
         learner: None,
         since_ms: 0,
+        last_exit: String::new(),
     };
     let batch = 100u32;
     let batches = 200u32;

@@ -332,6 +332,7 @@ fn status(node: &str, replica: u32) -> WorkloadRecord {
         fingerprint: 7,
         learner: None,
         since_ms: 0,
+        last_exit: String::new(),
     }
 }
 

@@ -155,6 +155,7 @@ impl Sim {
                 fingerprint: 1,
                 learner: None,
                 since_ms: 0,
+                last_exit: String::new(),
             };
             updates.extend(sim_node.replica.put_workload(record, wall));
         }
