@@ -324,7 +324,8 @@ pub async fn events(
         let new: Vec<EventView> = events.into_iter().filter(|e| !seen.contains(e)).collect();
         if first && !(watch && format == Format::Json) {
             if !output::structured(&new, format) {
-                print!("{}", output::events(&new, format));
+                let table = output::events(&new, format);
+                println!("{}", table.trim_end_matches('\n'));
             }
         } else {
             for event in &new {
