@@ -555,6 +555,7 @@ impl Node {
                 learner: progress,
                 since_ms: status.since_ms,
                 last_exit: status.last_exit,
+                address: status.address,
             };
             current.insert(workload_key(id, self.name()), record);
         }
@@ -570,6 +571,7 @@ impl Node {
                 learner: None,
                 since_ms: 0,
                 last_exit: String::new(),
+                address: None,
             };
             current.insert(workload_key(id, self.name()), record);
         }

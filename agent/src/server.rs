@@ -406,19 +406,10 @@ async fn maintain(node: &Arc<Node>, name: String, entry: Entry<Maintenance>) -> 
         maintenance: vec![(name.clone(), entry)],
         ..Updates::default()
     };
-    let changed = match node.state.change(true, |r| r.merge(&updates, now)).await {
-        Ok(changed) => changed,
-        Err(e) => return internal(e),
-    };
-    if changed.is_empty() {
-        return error(
-            ErrorKind::Conflict,
-            format!("node {name:?} changed while this was being signed; run the command again"),
-        );
+    if let Err(answer) = accept(node, &updates, &format!("node {name:?}")).await {
+        return answer;
     }
     tracing::info!(node = %name, mode = %maintenance.mode, "maintenance");
-    node.spread(changed);
-    node.wake();
     Response::Maintained {
         node: name,
         mode: maintenance.mode,
@@ -441,26 +432,13 @@ async fn commit(node: &Arc<Node>, write: PendingWrite, seal: &Seal) -> Response 
 
 /// Commits an application write that passed its checks, and spreads it.
 async fn apply(node: &Arc<Node>, write: PendingWrite, entry: Entry<StoredApp>) -> Response {
-    let now = now_ms();
     let updates = Updates {
         apps: vec![(write.app.clone(), entry)],
         ..Updates::default()
     };
-    let changed = match node.state.change(true, |r| r.merge(&updates, now)).await {
-        Ok(changed) => changed,
-        Err(e) => return internal(e),
-    };
-    if changed.is_empty() {
-        return error(
-            ErrorKind::Conflict,
-            format!(
-                "application {:?} changed while this write was being signed; run the command again",
-                write.app
-            ),
-        );
+    if let Err(answer) = accept(node, &updates, &format!("application {:?}", write.app)).await {
+        return answer;
     }
-    node.spread(changed);
-    node.wake();
     match write.outcome {
         Some(outcome) if write.value.is_some() => {
             tracing::info!(app = %write.app, generation = outcome.generation, "deployed");
@@ -471,6 +449,25 @@ async fn apply(node: &Arc<Node>, write: PendingWrite, entry: Entry<StoredApp>) -
             Response::Deleted { name: write.app }
         }
     }
+}
+
+/// Merges an admin's checked write, durably, and spreads it. A write that changes nothing lost
+/// to a newer one of the same key (`what`) while it was being signed: the answer says so.
+async fn accept(node: &Arc<Node>, updates: &Updates, what: &str) -> Result<(), Response> {
+    let changed = node
+        .state
+        .change(true, |r| r.merge(updates, now_ms()))
+        .await
+        .map_err(internal)?;
+    if changed.is_empty() {
+        return Err(error(
+            ErrorKind::Conflict,
+            format!("{what} changed while this write was being signed; run the command again"),
+        ));
+    }
+    node.spread(changed);
+    node.wake();
+    Ok(())
 }
 
 /// What a deploy of `app` changes relative to the stored version.

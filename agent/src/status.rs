@@ -160,6 +160,7 @@ impl Node {
                 pid,
                 learner,
                 since_ms: record.map(|r| r.since_ms).filter(|ms| *ms > 0),
+                address: record.and_then(|r| r.address).map(|a| a.to_string()),
             };
             let ready = up && state.is_ready(probed);
             views.push((workload, Health { up, ready }));
@@ -183,6 +184,7 @@ impl Node {
                     message: "stopping: no longer placed here".to_string(),
                     pid: record.pid,
                     since_ms: Some(record.since_ms).filter(|ms| *ms > 0),
+                    address: record.address.map(|a| a.to_string()),
                     learner: record.learner.clone(),
                 };
                 views.push((workload, Health::default()));

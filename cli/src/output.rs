@@ -70,7 +70,7 @@ pub fn apps(apps: &[AppView], format: Format) -> String {
 pub fn workloads(workloads: &[WorkloadView], format: Format) -> String {
     let mut header = vec!["ID", "TYPE", "NODE", "STATE", "RESTARTS", "MESSAGE"];
     if format == Format::Wide {
-        header.extend(["PID", "FOR", "EPOCH", "ACCURACY"]);
+        header.extend(["PID", "ADDRESS", "FOR", "EPOCH", "ACCURACY"]);
     }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -88,6 +88,7 @@ pub fn workloads(workloads: &[WorkloadView], format: Format) -> String {
             ];
             if format == Format::Wide {
                 row.push(w.pid.map_or(String::new(), |p| p.to_string()));
+                row.push(w.address.clone().unwrap_or_default());
                 row.push(w.since_ms.map_or(String::new(), |since| {
                     age(std::time::Duration::from_millis(
                         now_ms.saturating_sub(since),

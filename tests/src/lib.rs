@@ -3,6 +3,7 @@
 
 pub mod burst;
 pub mod docker;
+pub mod service;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

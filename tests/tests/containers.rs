@@ -390,3 +390,81 @@ spec:
     assert_eq!(w["state"], "running", "{w}");
     assert_eq!(w["restarts"], 1, "{w}");
 }
+
+/// Four busybox web containers serving `VERSION`, ready once the page answers; updated from v1
+/// to v2 while a client requests them continuously at the addresses the cluster reports, with
+/// the container default of one surge replica.
+fn rolling_web(app: &str, version: &str) -> String {
+    format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {app}
+spec:
+  components:
+    - name: web
+      type: webservice
+      properties:
+        image: gossipctl/busybox:local
+        args:
+          - sh
+          - -c
+          - "mkdir -p /www && echo $VERSION > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"
+        env:
+          - name: VERSION
+            value: "{version}"
+        readinessProbe:
+          httpGet: {{path: /index.html, port: 8080}}
+          periodSeconds: 1
+      traits:
+        - type: scaler
+          properties: {{replicas: 4}}
+"#
+    )
+}
+
+#[test]
+fn a_webservice_is_updated_without_a_failed_request() {
+    build_images();
+    let cluster = Cluster::up(2);
+    let app = unique_app("rolling-web");
+    let _cleanup = Cleanup(app.clone());
+    let v1 = cluster.write(&format!("{app}-v1.yaml"), &rolling_web(&app, "v1"));
+    cluster
+        .ctl(&["deploy", &v1, "--wait", "--timeout", "120s"])
+        .ok();
+    let address = |w: &serde_json::Value| {
+        let ip: std::net::IpAddr = w["address"].as_str()?.parse().ok()?;
+        Some(std::net::SocketAddr::new(ip, 8080))
+    };
+    let client = e2e::service::Client::start(cluster.config(), &app, address);
+    std::thread::sleep(Duration::from_secs(2));
+    let v2 = cluster.write(&format!("{app}-v2.yaml"), &rolling_web(&app, "v2"));
+    cluster
+        .ctl(&["deploy", &v2, "--wait", "--timeout", "120s"])
+        .ok();
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = client.finish();
+    assert!(
+        seen.failed.is_empty(),
+        "failed requests during the update: {:?}",
+        seen.failed
+    );
+    assert!(seen.served.iter().any(|b| b == "v1"));
+    assert_eq!(seen.served.last().map(String::as_str), Some("v2"));
+    assert!(
+        seen.fewest_ready.is_some_and(|f| f >= 3),
+        "never below desired - maxUnavailable ready: {:?}",
+        seen.fewest_ready
+    );
+    let workloads: Vec<serde_json::Value> = cluster
+        .workloads()
+        .into_iter()
+        .filter(|w| w["app"] == app.as_str())
+        .collect();
+    assert_eq!(
+        workloads.len(),
+        4,
+        "the surge replica is gone: {workloads:#?}"
+    );
+}

@@ -4,13 +4,10 @@
 //! that never becomes ready is rolled back at its progress deadline; `rollout undo` returns
 //! to an earlier generation; events tell the story.
 
-use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use e2e::service::{self, Client};
 use e2e::{Cluster, wait_for};
 
 const REPLICAS: u16 = 4;
@@ -61,119 +58,16 @@ spec:
     )
 }
 
-/// One HTTP GET; the body, or why it failed.
+/// Where replica `i` serves: `base + i` on loopback.
+fn replica_address(base: u16) -> impl Fn(&serde_json::Value) -> Option<SocketAddr> {
+    move |w| {
+        let replica = u16::try_from(w["replica"].as_u64()?).ok()?;
+        Some(SocketAddr::from(([127, 0, 0, 1], base + replica)))
+    }
+}
+
 fn get(port: u16) -> Result<String, String> {
-    let mut stream = TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(2),
-    )
-    .map_err(|e| format!("connect {port}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    stream
-        .write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .map_err(|e| format!("write {port}: {e}"))?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(|e| format!("read {port}: {e}"))?;
-    match answer.split_once("\r\n\r\n") {
-        Some((head, body))
-            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
-        {
-            Ok(body.trim().to_string())
-        }
-        _ => Err(format!("port {port} answered {answer:?}")),
-    }
-}
-
-/// What the client saw.
-#[derive(Debug, Default)]
-struct Seen {
-    served: Vec<String>,
-    failed: Vec<String>,
-    /// The fewest replicas the cluster reported ready at any refresh.
-    fewest_ready: Option<usize>,
-}
-
-/// A client requesting the service every 20 ms, round-robin over the replicas the cluster
-/// reports ready (refreshed every 300 ms), until stopped.
-struct Client {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Seen>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Client {
-    fn start(cluster: &Cluster, base: u16) -> Client {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let ready: Arc<Mutex<Vec<u16>>> = Arc::default();
-        let config = cluster.config();
-        let refresh = {
-            let (stop, seen, ready) = (stop.clone(), seen.clone(), ready.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let run = e2e::gossipctl(&["get", "workloads", "-o", "json"], &config);
-                    if run.code == 0 {
-                        let ports: Vec<u16> = run
-                            .json()
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .filter(|w| w["app"] == "rolling" && w["state"] == "ready")
-                            .map(|w| base + w["replica"].as_u64().unwrap() as u16)
-                            .collect::<BTreeSet<u16>>()
-                            .into_iter()
-                            .collect();
-                        let mut seen = seen.lock().unwrap();
-                        let fewest = seen
-                            .fewest_ready
-                            .map_or(ports.len(), |f| f.min(ports.len()));
-                        seen.fewest_ready = Some(fewest);
-                        *ready.lock().unwrap() = ports;
-                    }
-                    std::thread::sleep(Duration::from_millis(300));
-                }
-            })
-        };
-        let requests = {
-            let (stop, seen, ready) = (stop.clone(), seen.clone(), ready.clone());
-            std::thread::spawn(move || {
-                let mut next = 0usize;
-                while !stop.load(Ordering::SeqCst) {
-                    let port = {
-                        let ready = ready.lock().unwrap();
-                        (!ready.is_empty()).then(|| ready[next % ready.len()])
-                    };
-                    next += 1;
-                    if let Some(port) = port {
-                        let answer = get(port);
-                        let mut seen = seen.lock().unwrap();
-                        match answer {
-                            Ok(body) => seen.served.push(body),
-                            Err(why) => seen.failed.push(why),
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
-        };
-        Client {
-            stop,
-            seen,
-            threads: vec![refresh, requests],
-        }
-    }
-
-    fn finish(self) -> Seen {
-        self.stop.store(true, Ordering::SeqCst);
-        for thread in self.threads {
-            thread.join().unwrap();
-        }
-        Arc::try_unwrap(self.seen).unwrap().into_inner().unwrap()
-    }
+    service::get(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// Every replica answers with `version`.
@@ -229,7 +123,7 @@ fn rolling_update_rollback_and_undo_keep_serving() {
     });
 
     // The update: one replica at a time, and no request fails.
-    let client = Client::start(&cluster, base);
+    let client = Client::start(cluster.config(), "rolling", replica_address(base));
     std::thread::sleep(Duration::from_secs(1));
     let started = Instant::now();
     deploy("v2", 60).ok();
@@ -290,7 +184,7 @@ fn rolling_update_rollback_and_undo_keep_serving() {
     );
 
     // An update that never becomes ready: rolled back at its deadline, v2 never stops serving.
-    let client = Client::start(&cluster, base);
+    let client = Client::start(cluster.config(), "rolling", replica_address(base));
     let failed = deploy("v3", 8);
     let seen = client.finish();
     assert_eq!(

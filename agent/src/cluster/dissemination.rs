@@ -330,6 +330,7 @@ mod tests {
             learner: None,
             since_ms: 0,
             last_exit: String::new(),
+            address: None,
         }
     }
 

@@ -61,6 +61,10 @@ pub struct WorkloadRecord {
     /// probe), as Kubernetes keeps a container's last state.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub last_exit: String,
+    /// Its own address, where it has one (a container on a bridge network): where clients
+    /// reach it, and where its network probes go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::IpAddr>,
 }
 
 fn is_zero(value: &u64) -> bool {

@@ -179,6 +179,7 @@ mod tests {
             learner: None,
             since_ms: 0,
             last_exit: String::new(),
+            address: None,
         }
     }
 

@@ -35,6 +35,8 @@ pub struct Status {
     pub since_ms: u64,
     /// Why the last run ended, once the replica was restarted.
     pub last_exit: String,
+    /// Where it serves, when it has an address of its own (a container on a bridge network).
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// How one attempt at running a replica ended.
@@ -93,9 +95,14 @@ impl Attempt<'_> {
     /// The replica runs (as `pid`, where it has one); its probes, if it has any, start now
     /// against `target`.
     pub fn running(&mut self, pid: Option<u32>, target: Target) {
+        let address = match &target {
+            Target::Container { address, .. } => *address,
+            Target::Host { .. } => None,
+        };
         set(self.observed, |s| {
             s.state = WorkloadState::Running;
             s.pid = pid;
+            s.address = address;
             s.message.clear();
         });
         if self.probes.is_empty() || self.probing.is_some() {
@@ -199,6 +206,7 @@ impl Supervisor {
             pid: None,
             since_ms: now_ms(),
             last_exit: String::new(),
+            address: None,
         });
         let (stop, stop_rx) = watch::channel(false);
         let observed = Arc::new(Observed {

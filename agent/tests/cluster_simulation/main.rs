@@ -417,6 +417,7 @@ fn bench_per_update_work_as_the_state_grows() {
         learner: None,
         since_ms: 0,
         last_exit: String::new(),
+        address: None,
     };
     let batch = 100u32;
     let batches = 200u32;

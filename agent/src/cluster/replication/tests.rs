@@ -333,6 +333,7 @@ fn status(node: &str, replica: u32) -> WorkloadRecord {
         learner: None,
         since_ms: 0,
         last_exit: String::new(),
+        address: None,
     }
 }
 

@@ -156,6 +156,7 @@ impl Sim {
                 learner: None,
                 since_ms: 0,
                 last_exit: String::new(),
+                address: None,
             };
             updates.extend(sim_node.replica.put_workload(record, wall));
         }
