@@ -9,6 +9,8 @@
 //!   the authenticated transport under them ([`cluster::transport`], [`cluster::identity`],
 //!   [`cluster::tls`]);
 //! - [`runtime`]: supervised replicas, one runner per workload type;
+//! - what an operator steers beside applications: [`rollout`] (rolling updates, their
+//!   history and the events agents record) and [`maintenance`] (cordon and drain);
 //! - the [`node`], which plans ([`reconcile`]) and carries the plan out;
 //! - the loops that drive it: [`server`], [`sync`] (pushes and anti-entropy), [`status`],
 //!   [`logs`], and the [`client`].
