@@ -597,6 +597,49 @@ mod tests {
     }
 
     #[test]
+    fn a_cordoned_node_keeps_what_it_runs_and_takes_nothing_new() {
+        let mut nodes = vec![node("a", "z"), node("b", "z")];
+        let first = plan(
+            &[app(4, Intents::default(), Resources::default())],
+            &nodes,
+            &Running::new(),
+        );
+        let on_b: BTreeSet<WorkloadId> = first
+            .assignments
+            .iter()
+            .filter(|(_, n)| n.as_str() == "b")
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert!(
+            !on_b.is_empty(),
+            "both nodes take replicas before the cordon"
+        );
+        nodes[1].cordoned = true;
+        let grown = plan(
+            &[app(8, Intents::default(), Resources::default())],
+            &nodes,
+            &running(&first),
+        );
+        for (id, node) in &grown.assignments {
+            let stays = on_b.contains(id);
+            assert_eq!(
+                node == "b",
+                stays,
+                "{id} on {node}: only what b ran stays there"
+            );
+        }
+        nodes[0].cordoned = true;
+        let none = plan(
+            &[app(8, Intents::default(), Resources::default())],
+            &nodes,
+            &Running::new(),
+        );
+        assert!(none.assignments.is_empty());
+        let why = &none.unschedulable[&("app".to_string(), "web".to_string())];
+        assert!(why.contains("cordoned"), "{why}");
+    }
+
+    #[test]
     fn capacity_is_never_exceeded() {
         let nodes = vec![node("n1", "a")];
         let half = Resources {
