@@ -63,7 +63,7 @@ fn a_client_from_another_ca_gets_no_answer() {
 }
 
 #[test]
-fn a_node_certificate_cannot_deploy_or_delete() {
+fn a_node_certificate_cannot_deploy_delete_or_drain() {
     let cluster = Cluster::up(1);
     let node_certs = cluster.dir.path().join("node-1").join("certs");
     let scratch = tempfile::tempdir().unwrap();
@@ -97,6 +97,19 @@ fn a_node_certificate_cannot_deploy_or_delete() {
         delete.stderr
     );
     assert_eq!(cluster.apps()[0]["name"], "sneaky");
+
+    // Nor cordon or drain a node, itself included.
+    for command in ["cordon", "drain", "uncordon"] {
+        let run = gossipctl(&[command, "node-1"], &config);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(
+            run.stderr.contains("may not cordon or drain"),
+            "{}",
+            run.stderr
+        );
+    }
+    let nodes = cluster.ctl(&["get", "nodes", "-o", "json"]).ok().json();
+    assert!(nodes[0].get("maintenance").is_none(), "{nodes:#}");
 }
 
 #[test]
