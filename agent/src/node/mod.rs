@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrator::plan::{NodeInfo, Plan, Running, plan, required_runtime};
-use orchestrator::rollout::Heading;
 use orchestrator::state::Timestamp;
 use orchestrator::{Application, Component, ProcessSpec, Workload, WorkloadId};
 use tokio::sync::Notify;
@@ -28,7 +27,7 @@ use crate::learner_routing::{NodeRouter, Route};
 use crate::logs::{LogStore, now_ms};
 use crate::maintenance::{self, Mode};
 use crate::reconcile::{Action, Wanted, pace, reconcile};
-use crate::rollout::activity::{self, Activity, Event, activity_key};
+use crate::rollout::activity::{self, Event};
 use crate::rollout::decide::{self, ComponentKey, Decision};
 use crate::runtime::Runtimes;
 use crate::runtime::container::ContainerLaunch;
@@ -58,6 +57,10 @@ const DRAIN_DELAY: Duration = Duration::from_secs(1);
 /// How often this node looks for containers it labelled but no longer runs.
 const CONTAINER_SWEEP: Duration = Duration::from_secs(15);
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+mod events;
+
+use events::{replacing, rescheduled};
 
 pub struct Node {
     pub info: NodeInfo,
@@ -681,124 +684,6 @@ impl Node {
         Ok(updates)
     }
 
-    /// Writes this node's events and witnessed rollouts, per application.
-    fn record_activity(
-        &self,
-        view: &View,
-        current: &BTreeMap<String, WorkloadRecord>,
-        mut events: Vec<Event>,
-    ) -> Result<Updates, StoreError> {
-        let wall = now_ms();
-        {
-            let reported = self.reported.lock().expect("reported lock");
-            let keys: BTreeSet<&String> = reported.keys().chain(current.keys()).collect();
-            for key in keys {
-                let (before, after) = (reported.get(key), current.get(key));
-                events.extend(activity::transition(before, after, wall));
-            }
-        }
-        let mine = |app: &str| activity_key(app, self.name());
-        let (mut records, others): (BTreeMap<String, Activity>, Vec<(String, Activity)>) =
-            self.state.read(|r| {
-                let mut mine_now = BTreeMap::new();
-                let mut others = Vec::new();
-                for (key, activity) in r.activity.iter() {
-                    if key.ends_with(&format!("@{}", self.name())) {
-                        mine_now.insert(key.clone(), activity.clone());
-                    } else {
-                        others.push((key.clone(), activity.clone()));
-                    }
-                }
-                (mine_now, others)
-            });
-        let before = records.clone();
-        // The rollout's own turns, told by the node running the component's first replica.
-        for ((app, component), decision) in &view.rollouts {
-            let first = WorkloadId {
-                app: app.clone(),
-                component: component.clone(),
-                replica: 0,
-            };
-            if view.plan.assignments.get(&first).map(String::as_str) != Some(self.name()) {
-                continue;
-            }
-            let Some(stored) = view.apps.iter().find(|a| &a.app.name == app) else {
-                continue;
-            };
-            let object = format!("{app}/{component}");
-            let record = records.entry(mine(app)).or_default();
-            match decision.heading {
-                Heading::Forward if decision.complete() => {
-                    if record.completed.get(component) != Some(&decision.target) {
-                        record.completed.insert(component.clone(), decision.target);
-                        events.push(Event {
-                            at_ms: wall,
-                            reason: "RolloutComplete".into(),
-                            object,
-                            message: format!(
-                                "generation {}: every replica runs it and is available",
-                                stored.generation
-                            ),
-                        });
-                    }
-                }
-                Heading::RolledBack => {
-                    let told = std::iter::once((&mine(app), &*record))
-                        .chain(others.iter().map(|(k, a)| (k, a)))
-                        .filter(|(key, _)| activity::app_of(key) == app)
-                        .flat_map(|(_, a)| a.events.iter())
-                        .any(|e| {
-                            e.reason == "RolledBack"
-                                && e.object == object
-                                && e.at_ms >= stored.deployed_ms
-                        });
-                    if !told {
-                        let deadline = stored
-                            .app
-                            .components
-                            .iter()
-                            .find(|c| &c.name == component)
-                            .map_or(0, |c| c.rollout_policy().progress_deadline_seconds);
-                        events.push(Event {
-                            at_ms: wall,
-                            reason: "RolledBack".into(),
-                            object,
-                            message: format!(
-                                "generation {} was not available within its {deadline} s \
-                                 progress deadline: returning to the last available definition",
-                                stored.generation
-                            ),
-                        });
-                    }
-                }
-                Heading::Forward => {}
-            }
-        }
-        for event in events {
-            let app = event
-                .object
-                .split('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            records.entry(mine(&app)).or_default().record([event]);
-        }
-        // Records of applications that are gone go with them.
-        let live: BTreeSet<String> = view.apps.iter().map(|a| mine(&a.app.name)).collect();
-        let mut writes: Vec<(String, Option<Activity>)> = Vec::new();
-        for (key, record) in records {
-            if !live.contains(&key) {
-                writes.push((key, None));
-            } else if before.get(&key) != Some(&record) {
-                writes.push((key, Some(record)));
-            }
-        }
-        if writes.is_empty() {
-            return Ok(Updates::default());
-        }
-        self.state.change_now(|r| r.put_activity(writes, wall))
-    }
-
     /// Writes changed status records for this node's replicas and removes stale ones.
     fn report_status(
         &self,
@@ -850,24 +735,6 @@ impl Node {
     }
 }
 
-/// The event for a replica that starts on `here` because the node that ran it died or left.
-fn rescheduled(view: &View, id: &WorkloadId, here: &str) -> Option<Event> {
-    let gone = view
-        .records
-        .values()
-        .find(|r| r.id == *id && r.node != here && !view.is_active(&r.node))?;
-    let state = view
-        .nodes
-        .get(&gone.node)
-        .map_or("gone".to_string(), |(state, _)| state.to_string());
-    Some(Event {
-        at_ms: now_ms(),
-        reason: "Rescheduled".into(),
-        object: id.to_string(),
-        message: format!("{} is {state}: starting it on {here}", gone.node),
-    })
-}
-
 /// Whether `node` reports replica `id` ready (or finished, for run-to-completion policies).
 fn ready_on(view: &View, id: &WorkloadId, node: &str) -> bool {
     let probed = view
@@ -876,42 +743,6 @@ fn ready_on(view: &View, id: &WorkloadId, node: &str) -> bool {
     view.records
         .get(&workload_key(id, node))
         .is_some_and(|r| r.state.is_ready(probed) || r.state == WorkloadState::Succeeded)
-}
-
-/// The event for a rollout step that replaces one of this node's replicas.
-fn replacing(
-    view: &View,
-    id: &WorkloadId,
-    running: &BTreeMap<WorkloadId, u64>,
-    wanted: &BTreeMap<WorkloadId, Wanted>,
-) -> Event {
-    let generation = view
-        .apps
-        .iter()
-        .find(|a| a.app.name == id.app)
-        .map_or(0, |a| a.generation);
-    let heading = view
-        .rollouts
-        .get(&(id.app.clone(), id.component.clone()))
-        .map(|d| d.heading);
-    let (from, to) = (
-        running.get(id).copied().unwrap_or_default(),
-        wanted.get(id).map_or(0, |w| w.fingerprint),
-    );
-    let why = match heading {
-        Some(Heading::RolledBack) => format!("rolling back generation {generation}"),
-        _ => format!("rolling out generation {generation}"),
-    };
-    Event {
-        at_ms: now_ms(),
-        reason: "Replacing".into(),
-        object: id.to_string(),
-        message: format!(
-            "{why}: definition {:08x} replaced by {:08x}",
-            from >> 32,
-            to >> 32
-        ),
-    }
 }
 
 /// `(app, component)` pairs whose every placed replica is up, as the cluster reports them,
