@@ -302,6 +302,12 @@ impl WorkloadState {
     pub fn is_ready(self, has_readiness_probe: bool) -> bool {
         self == WorkloadState::Ready || (self == WorkloadState::Running && !has_readiness_probe)
     }
+
+    /// What rollouts, drains and `dependsOn` wait for: ready, or finished successfully (a
+    /// run-to-completion policy's replica has nothing more to become).
+    pub fn counts_as_ready(self, has_readiness_probe: bool) -> bool {
+        self.is_ready(has_readiness_probe) || self == WorkloadState::Succeeded
+    }
 }
 
 impl std::fmt::Display for WorkloadState {

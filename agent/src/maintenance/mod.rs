@@ -76,10 +76,10 @@ pub fn moving<'a>(
     moving
 }
 
-/// Whether a draining node keeps running its copy of a replica now placed on `planned`: until
-/// the copy there reports ready (`ready_there`).
-pub fn hands_over(draining_here: bool, planned_here: bool, ready_there: bool) -> bool {
-    draining_here && !planned_here && !ready_there
+/// Whether a node keeps running its copy of a replica now placed on another node: while it is
+/// draining and the copy there does not report ready yet (`ready_there`).
+pub fn hands_over(draining_here: bool, ready_there: bool) -> bool {
+    draining_here && !ready_there
 }
 
 #[cfg(test)]
@@ -126,12 +126,8 @@ mod tests {
 
     #[test]
     fn the_old_copy_stays_until_the_new_one_is_ready() {
-        assert!(hands_over(true, false, false));
-        assert!(!hands_over(true, false, true));
-        assert!(!hands_over(false, false, false), "only a drain waits");
-        assert!(
-            !hands_over(true, true, false),
-            "still placed here: nothing to hand over"
-        );
+        assert!(hands_over(true, false));
+        assert!(!hands_over(true, true));
+        assert!(!hands_over(false, false), "only a drain waits");
     }
 }

@@ -31,20 +31,17 @@ impl Node {
             }
         }
         let mine = |app: &str| activity_key(app, self.name());
-        let (mut records, others): (BTreeMap<String, Activity>, Vec<(String, Activity)>) =
-            self.state.read(|r| {
-                let mut mine_now = BTreeMap::new();
-                let mut others = Vec::new();
-                for (key, activity) in r.activity.iter() {
-                    if key.ends_with(&format!("@{}", self.name())) {
-                        mine_now.insert(key.clone(), activity.clone());
-                    } else {
-                        others.push((key.clone(), activity.clone()));
-                    }
-                }
-                (mine_now, others)
-            });
-        let before = records.clone();
+        // Only this node's own records are copied: every pass runs this, and the other nodes'
+        // records are most of the cluster's events.
+        let suffix = format!("@{}", self.name());
+        let before: BTreeMap<String, Activity> = self.state.read(|r| {
+            r.activity
+                .iter()
+                .filter(|(key, _)| key.ends_with(&suffix))
+                .map(|(key, activity)| (key.clone(), activity.clone()))
+                .collect()
+        });
+        let mut records = before.clone();
         // The rollout's own turns, told by the node running the component's first replica.
         for ((app, component), decision) in &view.rollouts {
             let first = WorkloadId {
@@ -59,10 +56,12 @@ impl Node {
                 continue;
             };
             let object = format!("{app}/{component}");
-            let record = records.entry(mine(app)).or_default();
             match decision.heading {
                 Heading::Forward if decision.complete() => {
-                    if record.completed.get(component) != Some(&decision.target) {
+                    let key = mine(app);
+                    let seen = records.get(&key).and_then(|r| r.completed.get(component));
+                    if seen != Some(&decision.target) {
+                        let record = records.entry(key).or_default();
                         record.completed.insert(component.clone(), decision.target);
                         events.push(Event {
                             at_ms: wall,
@@ -76,15 +75,18 @@ impl Node {
                     }
                 }
                 Heading::RolledBack => {
-                    let told = std::iter::once((&mine(app), &*record))
-                        .chain(others.iter().map(|(k, a)| (k, a)))
-                        .filter(|(key, _)| activity::app_of(key) == app)
-                        .flat_map(|(_, a)| a.events.iter())
-                        .any(|e| {
-                            e.reason == "RolledBack"
-                                && e.object == object
-                                && e.at_ms >= stored.deployed_ms
-                        });
+                    // Told once, by whichever node ran the first replica at the time.
+                    let told = self.state.read(|r| {
+                        r.activity
+                            .iter()
+                            .filter(|(key, _)| activity::app_of(key) == app)
+                            .flat_map(|(_, a)| a.events.iter())
+                            .any(|e| {
+                                e.reason == "RolledBack"
+                                    && e.object == object
+                                    && e.at_ms >= stored.deployed_ms
+                            })
+                    });
                     if !told {
                         let deadline = stored
                             .app

@@ -462,7 +462,7 @@ impl Node {
             {
                 let there = view.plan.assignments.get(id);
                 let ready_there = there.is_some_and(|node| ready_on(&view, id, node));
-                if maintenance::hands_over(true, false, ready_there) {
+                if maintenance::hands_over(draining_here, ready_there) {
                     continue;
                 }
                 if let Some(there) = there {
@@ -742,7 +742,7 @@ fn ready_on(view: &View, id: &WorkloadId, node: &str) -> bool {
         .is_some_and(|c| c.readiness_probe().is_some());
     view.records
         .get(&workload_key(id, node))
-        .is_some_and(|r| r.state.is_ready(probed) || r.state == WorkloadState::Succeeded)
+        .is_some_and(|r| r.state.counts_as_ready(probed))
 }
 
 /// `(app, component)` pairs whose every placed replica is up, as the cluster reports them,
@@ -753,10 +753,10 @@ fn ready_components(view: &View) -> BTreeSet<(String, String)> {
         let component = view.component(id);
         let fingerprint = component.map(Component::fingerprint);
         let probed = component.is_some_and(|c| c.readiness_probe().is_some());
-        let up = view.records.get(&workload_key(id, node)).is_some_and(|r| {
-            Some(r.fingerprint) == fingerprint
-                && (r.state.is_ready(probed) || r.state == WorkloadState::Succeeded)
-        });
+        let up = view
+            .records
+            .get(&workload_key(id, node))
+            .is_some_and(|r| Some(r.fingerprint) == fingerprint && r.state.counts_as_ready(probed));
         *verdict
             .entry((id.app.clone(), id.component.clone()))
             .or_insert(true) &= up;

@@ -88,7 +88,7 @@ pub fn observed<'a>(
         };
         let probed = definition(stored, &record.id.component, record.fingerprint)
             .is_some_and(|c| c.readiness_probe().is_some());
-        let ready = record.state.is_ready(probed) || record.state == WorkloadState::Succeeded;
+        let ready = record.state.counts_as_ready(probed);
         let slot = Slot {
             fingerprint: record.fingerprint,
             ready_since_ms: ready.then_some(record.since_ms),
