@@ -181,6 +181,9 @@ struct Slot<'a> {
     preference: Option<Vec<u32>>,
     /// For `spread` over a label: each node's domain (index into the label's values).
     domains: Option<(Vec<Option<usize>>, usize)>,
+    /// Ports it binds on its node (`hostPort`): two replicas that bind one port never share a
+    /// node, whichever components they belong to (Kubernetes' NodePorts filter).
+    host_ports: Vec<u16>,
 }
 
 impl Slot<'_> {
@@ -201,6 +204,8 @@ struct Placement<'a> {
     free: Vec<Resources>,
     /// Replicas per slot per node.
     hosted: Vec<Vec<u32>>,
+    /// Host ports bound per node.
+    bound: Vec<BTreeSet<u16>>,
 }
 
 impl<'a> Placement<'a> {
@@ -239,6 +244,7 @@ impl<'a> Placement<'a> {
                     avoid: placement.avoid.iter().filter_map(slot_of).collect(),
                     preference,
                     domains,
+                    host_ports: host_ports(component),
                 });
             }
             for this in first..slots.len() {
@@ -258,6 +264,7 @@ impl<'a> Placement<'a> {
             hosted: vec![vec![0; nodes.len()]; slots.len()],
             slots,
             free: nodes.iter().map(|n| n.capacity).collect(),
+            bound: vec![BTreeSet::new(); nodes.len()],
         }
     }
 
@@ -267,6 +274,15 @@ impl<'a> Placement<'a> {
         free.cpu_millis -= needs.cpu_millis;
         free.memory_bytes -= needs.memory_bytes;
         self.hosted[slot][node] += 1;
+        self.bound[node].extend(self.slots[slot].host_ports.iter().copied());
+    }
+
+    /// Whether `node` has every port `slot` binds free.
+    fn ports_free(&self, slot: usize, node: usize) -> bool {
+        self.slots[slot]
+            .host_ports
+            .iter()
+            .all(|port| !self.bound[node].contains(port))
     }
 
     /// Picks the node for one replica (among `only`, when given), or says which intent no node
@@ -305,6 +321,7 @@ impl<'a> Placement<'a> {
                 && self.free[n].memory_bytes >= needs.memory_bytes
                 && s.colocate.iter().all(|&other| self.hosted[other][n] > 0)
                 && s.avoid.iter().all(|&other| self.hosted[other][n] == 0)
+                && self.ports_free(slot, n)
         };
         let nodes: &[usize] = only.unwrap_or(&s.eligible_list);
         let counts = &self.hosted[slot];
@@ -422,6 +439,14 @@ impl<'a> Placement<'a> {
             ),
             &|n| s.avoid.iter().all(|&other| self.hosted[other][n] == 0),
         )?;
+        narrow(
+            &mut candidates,
+            format!(
+                "hostPort: every node already binds one of {:?}",
+                s.host_ports
+            ),
+            &|n| self.ports_free(slot, n),
+        )?;
         if let Some(spread) = &component.placement.spread {
             let counts = &self.hosted[slot];
             match &s.domains {
@@ -472,6 +497,21 @@ impl<'a> Placement<'a> {
             })
             .expect("candidates is not empty");
         Ok(best)
+    }
+}
+
+/// The ports a component's replicas bind on their node.
+fn host_ports(component: &Component) -> Vec<u16> {
+    match &component.workload {
+        Workload::Webservice(spec) | Workload::Worker(spec) => {
+            // An exposed port is published at its hostPort, by default the same number.
+            spec.ports
+                .iter()
+                .filter(|p| p.expose)
+                .map(|p| p.host_port.unwrap_or(p.port))
+                .collect()
+        }
+        Workload::Process(_) | Workload::Learner(_) => Vec::new(),
     }
 }
 
@@ -637,6 +677,54 @@ mod tests {
         assert!(none.assignments.is_empty());
         let why = &none.unschedulable[&("app".to_string(), "web".to_string())];
         assert!(why.contains("cordoned"), "{why}");
+    }
+
+    #[test]
+    fn replicas_binding_one_host_port_never_share_a_node() {
+        let web = |ports: Vec<u16>| {
+            Workload::Webservice(crate::model::ContainerSpec {
+                image: "web".into(),
+                cmd: vec![],
+                args: vec![],
+                env: vec![],
+                ports: ports
+                    .into_iter()
+                    .map(|port| crate::model::PortSpec {
+                        port: 80,
+                        expose: true,
+                        host_port: Some(port),
+                    })
+                    .collect(),
+                restart: Default::default(),
+                probes: Default::default(),
+            })
+        };
+        let mut nodes: Vec<_> = (1..=3).map(|i| node(&format!("n{i}"), "a")).collect();
+        for n in &mut nodes {
+            n.runtimes.insert("container".into());
+        }
+        let mut two = app(2, Intents::default(), Resources::default());
+        two.components[0].workload = web(vec![8080]);
+        let mut other = two.clone();
+        other.name = "other".into();
+        other.components[0].workload = web(vec![9090, 8080]);
+        other.components[0].replicas = 1;
+        let placed = plan(&[two.clone(), other.clone()], &nodes, &Running::new());
+        assert!(
+            placed.unschedulable.is_empty(),
+            "{:?}",
+            placed.unschedulable
+        );
+        let used: BTreeSet<_> = placed.assignments.values().collect();
+        assert_eq!(used.len(), 3, "8080 is bound once per node: {placed:?}");
+
+        let crowded = plan(&[two], &nodes[..1], &Running::new());
+        assert_eq!(crowded.assignments.len(), 1);
+        let why = &crowded.unschedulable[&("app".to_string(), "web".to_string())];
+        assert!(
+            why.contains("hostPort: every node already binds one of [8080]"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -172,10 +172,15 @@ pub fn step(
             phase: Phase::Complete,
         };
     }
-    // Surge slots run the target while the rollout lasts; they are the first to be
-    // available on it when old replicas cannot be spared.
-    for index in desired..desired.saturating_add(policy.max_surge) {
-        assign.insert(index, target);
+    // Surge slots run the target while old replicas still serve (or a surge replica already
+    // runs): they are the first to be available on it when old replicas cannot be spared. A
+    // first deploy, or one whose old replicas are all gone, has nothing to keep serving and
+    // starts only the desired replicas, as a Kubernetes Deployment does.
+    let surging = observed.keys().any(|index| *index >= desired);
+    if !serving_old.is_empty() || surging {
+        for index in desired..desired.saturating_add(policy.max_surge) {
+            assign.insert(index, target);
+        }
     }
     // Available after this step: slots that keep running what they run, and are available.
     let keeps = |index: u32, fingerprint: u64| {
@@ -319,6 +324,24 @@ mod tests {
     }
 
     #[test]
+    fn a_first_deploy_starts_no_surge_replica() {
+        let nothing = slots(&[]);
+        let first = step(2, &policy(1, 1), NEW, &nothing, 0);
+        assert_eq!(first.assign, BTreeMap::from([(0, NEW), (1, NEW)]));
+        // Old replicas that all crashed are replaced in place, without a surge either.
+        let crashed = slots(&[(0, starting(OLD)), (1, starting(OLD))]);
+        let step1 = step(2, &policy(1, 1), NEW, &crashed, 0);
+        assert_eq!(step1.assign, BTreeMap::from([(0, NEW), (1, NEW)]));
+        // A surge replica that already runs stays until the rollout completes.
+        let surged = slots(&[(0, starting(NEW)), (1, ready(NEW)), (2, ready(NEW))]);
+        let keeping = step(2, &policy(0, 1), NEW, &surged, 0);
+        assert_eq!(
+            keeping.assign,
+            BTreeMap::from([(0, NEW), (1, NEW), (2, NEW)])
+        );
+    }
+
+    #[test]
     fn down_slots_are_replaced_at_once_and_min_ready_counts() {
         // Slot 1's node died: it is replaced on the new definition without waiting.
         let lost = slots(&[(0, ready(OLD)), (2, ready(OLD))]);
@@ -448,6 +471,7 @@ mod tests {
             new_becomes_ready in any::<bool>(),
             seed in any::<u64>(),
             failures in proptest::collection::vec((0u64..200, 0u32..8), 0..3),
+            first_deploy in any::<bool>(),
         ) {
             // Kubernetes refuses maxUnavailable = maxSurge = 0: nothing could move.
             let max_surge = if max_unavailable == 0 { max_surge.max(1) } else { max_surge };
@@ -459,9 +483,12 @@ mod tests {
                 rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
                 rng % 3 != 0
             };
+            // A first deploy starts from nothing and has no definition to return to.
             let mut replicas: BTreeMap<u32, Replica> = (0..desired)
+                .filter(|_| !first_deploy)
                 .map(|i| (i, Replica { fingerprint: OLD, ready_since: Some(0) }))
                 .collect();
+            let previous = (!first_deploy).then_some(OLD);
             let started = 1_000;
             let tick = 1_000;
             let mut finished_on = None;
@@ -471,12 +498,16 @@ mod tests {
                     if *at == t { replicas.remove(slot); }
                 }
                 // Not complete yet: the loop ends when the rollout completes.
-                let (goal, heading) = target(NEW, Some(OLD), &p, started, false, now);
+                let (goal, heading) = target(NEW, previous, &p, started, false, now);
                 let before = available(&replicas, &p, now);
                 let plan = step(desired, &p, goal, &view(&replicas), now);
                 // Ceiling: never more slots than desired + surge.
                 prop_assert!(plan.assign.len() as u32 <= desired + max_surge);
                 prop_assert!(plan.assign.keys().all(|i| *i < desired + max_surge));
+                // Nothing old to keep serving: no surge replica either.
+                if first_deploy {
+                    prop_assert!(plan.assign.len() as u32 <= desired);
+                }
                 // Apply: replaced slots start over; unassigned slots stop.
                 replicas.retain(|i, _| plan.assign.contains_key(i));
                 for (i, fingerprint) in &plan.assign {
@@ -504,13 +535,18 @@ mod tests {
                     }
                 }
             }
+            if first_deploy && !new_becomes_ready {
+                // Nothing to return to: it keeps trying, never complete.
+                prop_assert!(finished_on.is_none());
+                return Ok(());
+            }
             let (goal, heading) = finished_on.expect("the rollout finished");
             if new_becomes_ready && failures.is_empty() && min_ready_seconds == 0 {
                 // With room to move and a healthy new version, it goes forward... unless
                 // unlucky coin flips push it past the deadline, which rolls it back.
                 prop_assert!(goal == NEW || heading == Heading::RolledBack);
             }
-            if !new_becomes_ready {
+            if !new_becomes_ready && !first_deploy {
                 prop_assert_eq!((goal, heading), (OLD, Heading::RolledBack));
             }
             let done = view(&replicas);

@@ -381,7 +381,24 @@ impl Node {
                 app
             })
             .collect();
-        let plan = plan(&desired, &schedulable, &running);
+        let mut plan = plan(&desired, &schedulable, &running);
+        // A surge replica no node can take (its host port is bound everywhere, say) only
+        // slows a rollout down: a component is unschedulable when a desired replica is.
+        plan.unschedulable.retain(|(app, component), _| {
+            let wanted = apps
+                .iter()
+                .filter(|a| &a.app.name == app)
+                .flat_map(|a| &a.app.components)
+                .find(|c| &c.name == component)
+                .map_or(0, |c| c.replicas);
+            (0..wanted).any(|replica| {
+                !plan.assignments.contains_key(&WorkloadId {
+                    app: app.clone(),
+                    component: component.clone(),
+                    replica,
+                })
+            })
+        });
         View {
             apps,
             nodes,
