@@ -73,6 +73,8 @@ fn apps() -> Vec<Application> {
                     },
                     depends_on: vec![],
                     rollout: None,
+                    service: None,
+                    gateway: None,
                 }],
                 policies: vec![],
             }

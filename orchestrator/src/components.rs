@@ -64,7 +64,21 @@ pub(crate) fn decode_component(
         }
         Some(kind) => Some(decode_workload(&kind, raw.properties, &path, report)),
     };
-    let traits = decode_traits(raw.traits.unwrap_or_default(), &path.key("traits"), report);
+    let mut traits = decode_traits(raw.traits.unwrap_or_default(), &path.key("traits"), report);
+    // A learner talks to its peers through the agent, never through a service.
+    if decoded
+        .as_ref()
+        .and_then(|d| d.workload.as_ref())
+        .is_some_and(|w| matches!(w, crate::model::Workload::Learner(_)))
+        && (traits.service.is_some() || traits.gateway.is_some())
+    {
+        report.error(
+            &path.key("traits"),
+            "a learner cannot be exposed as a service or behind a gateway",
+        );
+        traits.service = None;
+        traits.gateway = None;
+    }
     let depends_on = unique_references(
         raw.depends_on.unwrap_or_default(),
         &path.key("dependsOn"),
@@ -86,6 +100,8 @@ pub(crate) fn decode_component(
                 .map(|reference| reference.name.clone())
                 .collect(),
             rollout: traits.rollout,
+            service: traits.service,
+            gateway: traits.gateway,
         }),
         _ => None,
     };

@@ -8,6 +8,7 @@ pub mod plan;
 #[cfg(test)]
 mod plan_properties;
 pub mod rollout;
+pub mod services;
 pub mod state;
 
 mod components;

@@ -37,6 +37,12 @@ pub struct Component {
     /// From the `rollout` trait: how a changed definition replaces the replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<crate::rollout::RolloutSpec>,
+    /// From the `expose` trait: the component as a service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<crate::services::Service>,
+    /// From the `gateway` (or `ingress`) trait: HTTP routes to the component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<crate::services::Gateway>,
 }
 
 /// What a replica runs. The tag is the OAM component `type`.

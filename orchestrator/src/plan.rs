@@ -590,6 +590,8 @@ mod tests {
                 resources,
                 depends_on: vec![],
                 rollout: None,
+                service: None,
+                gateway: None,
             }],
             policies: vec![],
         }

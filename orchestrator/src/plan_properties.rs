@@ -105,6 +105,8 @@ fn component_strategy(index: usize) -> impl Strategy<Value = Component> {
                 },
                 depends_on: vec![],
                 rollout: None,
+                service: None,
+                gateway: None,
             },
         )
 }

@@ -11,6 +11,7 @@ use crate::model::{
 use crate::probes::{Probe, ProbeAction, Probes};
 use crate::quantity::{format_cpu, format_memory};
 use crate::rollout::Share;
+use crate::services::ServiceType;
 
 impl Application {
     /// Renders this application as a `core.oam.dev/v1beta1` document that
@@ -253,6 +254,47 @@ fn render_traits(component: &Component) -> Vec<Value> {
             .field("minReadySeconds", rollout.min_ready_seconds)
             .field("progressDeadlineSeconds", rollout.progress_deadline_seconds);
         add("rollout", fields);
+    }
+    if let Some(service) = &component.service {
+        let ports = service.ports.iter().map(|p| {
+            let mut fields = Fields::new()
+                .field("port", p.port)
+                .field("protocol", p.protocol.name());
+            if let Some(name) = &p.name {
+                fields = fields.field("name", name.as_str());
+            }
+            if let Some(node_port) = p.node_port {
+                fields = fields.field("nodePort", node_port);
+            }
+            fields.into()
+        });
+        let kind = match service.kind {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+        };
+        add(
+            "expose",
+            Fields::new()
+                .field("ports", sequence(ports))
+                .field("type", kind),
+        );
+    }
+    if let Some(gateway) = &component.gateway {
+        let mut fields = Fields::new();
+        if let Some(domain) = &gateway.domain {
+            fields = fields.field("domain", domain.as_str());
+        }
+        let routes = gateway
+            .http
+            .iter()
+            .fold(Fields::new(), |routes, (path, port)| {
+                routes.field(path, *port)
+            });
+        fields = fields.field("http", routes);
+        if let Some(class) = &gateway.class {
+            fields = fields.field("class", class.as_str());
+        }
+        add("gateway", fields);
     }
     traits
 }

@@ -17,6 +17,7 @@ use crate::raw::{
 };
 use crate::references::{Reference, unique_references};
 use crate::rollout::{RolloutSpec, Share};
+use crate::services::{Gateway, Service, decode_expose, decode_gateway};
 use crate::workloads::{Amount, check_range, decode_quantity};
 
 /// The trait types this orchestrator understands.
@@ -28,17 +29,23 @@ enum TraitKind {
     TopologySpreadConstraints,
     Resource,
     Rollout,
+    Expose,
+    Gateway,
+    Ingress,
 }
 
 impl TraitKind {
     /// In the order error messages list them.
-    const ALL: [TraitKind; 6] = [
+    const ALL: [TraitKind; 9] = [
         TraitKind::Scaler,
         TraitKind::Affinity,
         TraitKind::Spread,
         TraitKind::TopologySpreadConstraints,
         TraitKind::Resource,
         TraitKind::Rollout,
+        TraitKind::Expose,
+        TraitKind::Gateway,
+        TraitKind::Ingress,
     ];
 
     fn name(self) -> &'static str {
@@ -49,6 +56,9 @@ impl TraitKind {
             TraitKind::TopologySpreadConstraints => "topologyspreadconstraints",
             TraitKind::Resource => "resource",
             TraitKind::Rollout => "rollout",
+            TraitKind::Expose => "expose",
+            TraitKind::Gateway => "gateway",
+            TraitKind::Ingress => "ingress",
         }
     }
 
@@ -57,6 +67,7 @@ impl TraitKind {
     fn intent(self) -> TraitKind {
         match self {
             TraitKind::TopologySpreadConstraints => TraitKind::Spread,
+            TraitKind::Ingress => TraitKind::Gateway,
             other => other,
         }
     }
@@ -80,6 +91,8 @@ pub(crate) struct TraitIntents {
     pub cpu_millis: Option<u64>,
     pub memory_bytes: Option<u64>,
     pub rollout: Option<RolloutSpec>,
+    pub service: Option<Service>,
+    pub gateway: Option<Gateway>,
 }
 
 /// Decodes the `traits` list at `path`, reporting every problem; what could not be decoded is
@@ -119,6 +132,8 @@ pub(crate) fn decode_traits(
                     "spread is already set{first}; use one of spread or \
                      topologyspreadconstraints, once"
                 )
+            } else if kind.intent() == TraitKind::Gateway {
+                format!("the gateway is already set{first}; use one of gateway or ingress, once")
             } else {
                 format!("duplicate trait {name:?}{first}; each trait may appear once")
             };
@@ -149,6 +164,12 @@ pub(crate) fn decode_traits(
             }
             TraitKind::Rollout => {
                 intents.rollout = decode_rollout(properties, &properties_path, report);
+            }
+            TraitKind::Expose => {
+                intents.service = decode_expose(properties, &properties_path, report);
+            }
+            TraitKind::Gateway | TraitKind::Ingress => {
+                intents.gateway = decode_gateway(properties, &properties_path, report);
             }
         }
     }

@@ -243,6 +243,7 @@ pub fn node_record(index: usize) -> NodeRecord {
         address: node_addr(index),
         version: "sim".into(),
         left: false,
+        node_ip: None,
     }
 }
 
@@ -264,6 +265,8 @@ pub fn process_component(name: &str, replicas: u32, placement: Placement) -> Com
         },
         depends_on: vec![],
         rollout: None,
+        service: None,
+        gateway: None,
     }
 }
 

@@ -13,6 +13,7 @@ use crate::model::{
 };
 use crate::probes::{HttpHeader, Probe, ProbeAction, Probes};
 use crate::rollout::{RolloutSpec, Share};
+use crate::services::{Gateway, Protocol, Service, ServicePort, ServiceType};
 
 fn dns_label() -> impl Strategy<Value = String> {
     "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?"
@@ -376,18 +377,84 @@ fn component(names: Vec<String>, index: usize) -> impl Strategy<Value = Componen
         resources,
         prop::sample::subsequence(earlier.clone(), 0..=earlier.len()).prop_shuffle(),
         prop::option::of(rollout()),
+        prop::option::of(service()),
+        prop::option::of(gateway()),
     )
         .prop_map(
-            move |(workload, replicas, placement, resources, depends_on, rollout)| Component {
-                name: name.clone(),
+            move |(
                 workload,
                 replicas,
                 placement,
                 resources,
                 depends_on,
                 rollout,
+                service,
+                gateway,
+            )| {
+                // A learner is never a service.
+                let serves = !matches!(workload, Workload::Learner(_));
+                Component {
+                    name: name.clone(),
+                    workload,
+                    replicas,
+                    placement,
+                    resources,
+                    depends_on,
+                    rollout,
+                    service: service.filter(|_| serves),
+                    gateway: gateway.filter(|_| serves),
+                }
             },
         )
+}
+
+fn service() -> impl Strategy<Value = Service> {
+    let port = (
+        1..=65535u16,
+        prop_oneof![Just(Protocol::Tcp), Just(Protocol::Udp)],
+        prop::option::of(dns_label()),
+        prop::option::of(30000..=32767u16),
+    );
+    (any::<bool>(), prop::collection::vec(port, 1..4)).prop_map(|(node_port, ports)| {
+        let mut seen = BTreeSet::new();
+        Service {
+            kind: if node_port {
+                ServiceType::NodePort
+            } else {
+                ServiceType::ClusterIP
+            },
+            ports: ports
+                .into_iter()
+                .filter(|(port, protocol, _, _)| seen.insert((*port, *protocol)))
+                .map(|(port, protocol, name, chosen)| ServicePort {
+                    port,
+                    protocol,
+                    name,
+                    node_port: chosen.filter(|_| node_port),
+                })
+                .collect(),
+        }
+    })
+}
+
+fn gateway() -> impl Strategy<Value = Gateway> {
+    (
+        prop::option::of((dns_label(), dns_label()).prop_map(|(a, b)| format!("{a}.{b}"))),
+        prop::collection::btree_map(
+            prop_oneof![
+                Just("/".to_string()),
+                dns_label().prop_map(|p| format!("/{p}"))
+            ],
+            1..=65535u16,
+            1..3,
+        ),
+        prop::option::of(Just("nginx".to_string())),
+    )
+        .prop_map(|(domain, http, class)| Gateway {
+            domain,
+            http,
+            class,
+        })
 }
 
 fn rollout() -> impl Strategy<Value = RolloutSpec> {

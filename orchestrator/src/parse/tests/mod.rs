@@ -3,6 +3,7 @@
 mod document;
 mod probes;
 mod references;
+mod services;
 mod traits;
 mod workloads;
 

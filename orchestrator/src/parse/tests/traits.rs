@@ -48,7 +48,7 @@ fn unknown_and_duplicate_traits() {
     assert_eq!(
         unknown.message,
         "unknown trait type \"autoscaler\"; expected one of scaler, affinity, spread, \
-         topologyspreadconstraints, resource, rollout"
+         topologyspreadconstraints, resource, rollout, expose, gateway, ingress"
     );
     assert_eq!(position(unknown), (11, 11));
     let duplicate = at(
