@@ -66,6 +66,8 @@ pub enum Request {
     DescribeNode {
         name: String,
     },
+    /// Every service, as the answering agent serves it.
+    GetServices,
     /// Events recorded by every agent, oldest first; of one application, or all.
     GetEvents {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +152,9 @@ pub enum Response {
     },
     Events {
         events: Vec<EventView>,
+    },
+    Services {
+        services: Vec<ServiceView>,
     },
     History {
         app: String,
@@ -518,6 +523,47 @@ pub struct NodeView {
     /// `cordoned` or `draining`, when an admin said so (see [`crate::maintenance`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<Mode>,
+    /// Where its replicas and node ports are reached (`gossipd --node-ip`).
+    #[serde(default, skip_serializing_if = "String::is_empty", rename = "nodeIp")]
+    pub node_ip: String,
+}
+
+/// A service (`get services`): where the answering agent serves it, and the ready replicas
+/// it forwards to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// `COMPONENT.APP.svc.gossip`.
+    pub name: String,
+    pub app: String,
+    pub component: String,
+    /// `ClusterIP` or `NodePort`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The service's address on the answering node.
+    pub address: String,
+    pub ports: Vec<ServicePortView>,
+    /// The replicas its first port forwards to, the answering node's first.
+    pub endpoints: Vec<EndpointView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePortView {
+    pub port: u16,
+    /// `TCP` or `UDP`.
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where every node serves it, for a `NodePort` service.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "nodePort")]
+    pub node_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointView {
+    /// `APP/COMPONENT/REPLICA`.
+    pub replica: String,
+    pub node: String,
+    pub address: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

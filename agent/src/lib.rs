@@ -27,6 +27,7 @@ pub mod reconcile;
 pub mod rollout;
 pub mod runtime;
 pub mod server;
+pub mod services;
 pub mod status;
 pub mod store;
 pub mod sync;

@@ -2,7 +2,7 @@
 //! and runs until SIGTERM or SIGINT, when it stops its replicas before exiting.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,8 @@ use agent::runtime::Runtimes;
 use agent::runtime::container::ContainerRuntime;
 use agent::runtime::learner::LearnerRuntime;
 use agent::runtime::{capacity, orphans};
+use agent::services::Services;
+use agent::services::network::{Network, ServiceNet};
 use agent::store::Store;
 use agent::trust::authority::Authority;
 use agent::trust::seal::Sealer;
@@ -74,6 +76,24 @@ struct Args {
     /// `DOCKER_HOST`, else the local socket).
     #[arg(long)]
     no_containers: bool,
+    /// This node's own address, where process replicas of a service listen
+    /// (`GOSSIP_NODE_IP`) and `NodePort` services are served (default: the IP of
+    /// --advertise).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// The network of service addresses: each service has one of them on every node
+    /// (default: a loopback network, reachable from this node only, as a Kubernetes
+    /// ClusterIP is reachable inside the cluster only). Its second address answers names.
+    #[arg(long, default_value = "127.64.0.0/16")]
+    service_cidr: ServiceNet,
+    /// Where to answer names (`COMPONENT.APP.svc.gossip`), UDP and TCP (default: the service
+    /// network's second address, port 53); `off` to answer none.
+    #[arg(long)]
+    dns: Option<String>,
+    /// Serve the HTTP gateway (`gateway` and `ingress` traits) here: PORT (on --node-ip) or
+    /// IP:PORT. Off by default.
+    #[arg(long, env = "GOSSIPD_HTTP_GATEWAY")]
+    http_gateway: Option<String>,
     /// For benchmarks only: seal nothing and check no seals (applications are committed
     /// unsigned, as before they were signed), to measure what signing costs. Every agent of
     /// the cluster must run with it, and the cluster is then open to any node key: never use it
@@ -205,6 +225,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         runtimes: runtimes.names(),
         cordoned: false,
     };
+    let network = Network {
+        node_ip: args.node_ip.unwrap_or(advertise.ip()),
+        service_net: args.service_cidr,
+    };
+    let names = match args.dns.as_deref() {
+        None => Some(agent::services::dns::default_address(&network.service_net)),
+        Some("off") => None,
+        Some(text) => Some(
+            text.parse()
+                .with_context(|| format!("--dns {text:?}: expected IP:PORT or off"))?,
+        ),
+    };
+    let gateway = match args.http_gateway.as_deref() {
+        None | Some("" | "off") => None,
+        Some(text) => Some(match text.parse::<u16>() {
+            Ok(port) => SocketAddr::new(network.node_ip, port),
+            Err(_) => text
+                .parse()
+                .with_context(|| format!("--http-gateway {text:?}: expected PORT or IP:PORT"))?,
+        }),
+    };
+    let services = Services::new(network, names, gateway);
+    services.spawn();
     let node = Node::new(
         info,
         advertise,
@@ -215,6 +258,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         gossip,
         wake,
         runtimes,
+        services,
     );
     // Serve before anyone can learn of us: a member that hears of this agent dials it at once.
     let api = tokio::spawn(server::serve(endpoint.clone(), dialled, node.clone()));

@@ -149,6 +149,9 @@ async fn serve_stream(
                 forbidden(role, "cordon or drain nodes")
             }
         }
+        Request::GetServices => Response::Services {
+            services: node.services.views(),
+        },
         Request::GetEvents { app } => Response::Events {
             events: node.events(app.as_deref()),
         },

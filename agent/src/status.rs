@@ -64,6 +64,7 @@ impl Node {
                 version: record.version.clone(),
                 certificate_expires: expiries.get(name).copied(),
                 maintenance: view.maintenance.get(name).copied(),
+                node_ip: record.node_ip.unwrap_or(record.address.ip()).to_string(),
             })
             .collect();
         let revoked: BTreeSet<String> = self.state.read(|r| {
@@ -85,6 +86,7 @@ impl Node {
                     version: "-".into(),
                     certificate_expires: None,
                     maintenance: None,
+                    node_ip: String::new(),
                 });
             }
         }

@@ -251,6 +251,7 @@ pub enum Resource {
     Nodes,
     Apps,
     Workloads,
+    Services,
     Events,
 }
 
@@ -266,6 +267,7 @@ pub async fn get(
             Resource::Nodes => Request::GetNodes,
             Resource::Apps => Request::GetApps,
             Resource::Workloads => Request::GetWorkloads,
+            Resource::Services => Request::GetServices,
             Resource::Events => unreachable!("events are listed by `events`"),
         };
         let response = client.request(&request).await?;
@@ -277,7 +279,11 @@ pub async fn get(
             (Response::Workloads { workloads }, Format::Table | Format::Wide) => {
                 output::workloads(workloads, format)
             }
+            (Response::Services { services }, Format::Table | Format::Wide) => {
+                output::services(services, format)
+            }
             (Response::Nodes { nodes }, _) => structured(nodes, format),
+            (Response::Services { services }, _) => structured(services, format),
             (Response::Apps { apps }, _) => structured(apps, format),
             (Response::Workloads { workloads }, _) => structured(workloads, format),
             _ => return Err(unexpected(response)),

@@ -240,6 +240,21 @@ fn remembered_or_free_address(home: &Path) -> anyhow::Result<SocketAddr> {
     Ok(address)
 }
 
+/// The loopback addresses of the local agent listening at `address`, derived from its port (so
+/// unique among the agents of every local cluster on the machine, and kept across restarts):
+/// node IP `127.1.HI.LO` and service network `127.HI.LO.0/24`, where `HI.LO` is the port. Linux
+/// routes all of 127.0.0.0/8 to the loopback interface, so nothing needs configuring; ports
+/// below 256 (never picked by the kernel) get none.
+pub fn local_addresses(address: SocketAddr) -> Option<(std::net::Ipv4Addr, String)> {
+    let [hi, lo] = address.port().to_be_bytes();
+    (hi > 0).then(|| {
+        (
+            std::net::Ipv4Addr::new(127, 1, hi, lo),
+            format!("127.{hi}.{lo}.0/24"),
+        )
+    })
+}
+
 /// One local agent to start.
 struct Agent<'a> {
     name: &'a str,
@@ -268,6 +283,15 @@ impl Agent<'_> {
             .arg(self.certs)
             .arg("--label")
             .arg(format!("zone={}", self.zone));
+        // Local agents share one machine: each gets loopback addresses of its own for its
+        // replicas, node ports, services and names (see [`local_addresses`]).
+        if let Some((node_ip, service_cidr)) = local_addresses(self.address) {
+            command
+                .arg("--node-ip")
+                .arg(node_ip.to_string())
+                .arg("--service-cidr")
+                .arg(service_cidr);
+        }
         for seed in &self.seeds {
             command.arg("--join").arg(seed.to_string());
         }

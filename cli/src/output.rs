@@ -1,7 +1,7 @@
 //! Rendering for people (tables) and for programs (`-o json|yaml`, stable field names).
 
 use agent::api::{
-    AppDetail, AppView, EventView, GenerationView, NodeDetail, NodeView, WorkloadView,
+    AppDetail, AppView, EventView, GenerationView, NodeDetail, NodeView, ServiceView, WorkloadView,
 };
 use clap::ValueEnum;
 use serde::Serialize;
@@ -152,6 +152,43 @@ pub fn nodes(nodes: &[NodeView], format: Format) -> String {
                     .certificate_expires
                     .map_or_else(|| "-".to_string(), agent::trust::expiry::date);
                 row.extend([n.runtimes.join(","), n.version.clone(), expires]);
+            }
+            row
+        }),
+    )
+}
+
+/// `get services`: each service, where the answering agent serves it, and its ready replicas.
+pub fn services(services: &[ServiceView], format: Format) -> String {
+    let mut header = vec!["NAME", "TYPE", "ADDRESS", "PORTS", "ENDPOINTS"];
+    if format == Format::Wide {
+        header.push("REPLICAS");
+    }
+    table(
+        &header,
+        services.iter().map(|s| {
+            let ports: Vec<String> = s
+                .ports
+                .iter()
+                .map(|p| match p.node_port {
+                    Some(node_port) => format!("{}:{node_port}/{}", p.port, p.protocol),
+                    None => format!("{}/{}", p.port, p.protocol),
+                })
+                .collect();
+            let mut row = vec![
+                s.name.clone(),
+                s.kind.clone(),
+                s.address.clone(),
+                ports.join(","),
+                s.endpoints.len().to_string(),
+            ];
+            if format == Format::Wide {
+                let replicas: Vec<String> = s
+                    .endpoints
+                    .iter()
+                    .map(|e| format!("{}@{}", e.replica, e.node))
+                    .collect();
+                row.push(replicas.join(","));
             }
             row
         }),

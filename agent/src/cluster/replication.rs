@@ -35,6 +35,10 @@ pub struct NodeRecord {
     /// Set when the node shuts down cleanly, so others show it as `left`, not `dead`.
     #[serde(default)]
     pub left: bool,
+    /// Where its replicas are reached (`gossipd --node-ip`), when that is not the IP of
+    /// `address`: forwarders on other nodes connect there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_ip: Option<std::net::IpAddr>,
 }
 
 /// A replica's status as reported by the node that runs it. Keyed `APP/COMPONENT/REPLICA@NODE`,

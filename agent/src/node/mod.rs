@@ -35,6 +35,7 @@ use crate::runtime::learner::LearnerLink;
 use crate::runtime::probe::Probes;
 use crate::runtime::process::{Launch, ProcessRunner};
 use crate::runtime::supervisor::{Runner, Supervisor};
+use crate::services::Services;
 use crate::store::{Store, StoreError, StoredApp};
 
 /// How often the reconciler looks again even when nothing woke it.
@@ -85,6 +86,8 @@ pub struct Node {
     runtimes: Runtimes,
     /// Where each planned learner replica runs, for carrying learners' calls to their peers.
     pub(crate) learner_routes: Mutex<BTreeMap<WorkloadId, Route>>,
+    /// The services this agent forwards and names.
+    pub services: Services,
 }
 
 pub(crate) struct Replica {
@@ -157,6 +160,7 @@ impl Node {
         gossip: Gossip,
         wake: Arc<Notify>,
         runtimes: Runtimes,
+        services: Services,
     ) -> Arc<Self> {
         Arc::new(Node {
             info,
@@ -175,6 +179,7 @@ impl Node {
             wake,
             runtimes,
             learner_routes: Mutex::default(),
+            services,
         })
     }
 
@@ -203,6 +208,7 @@ impl Node {
             address: self.address,
             version: VERSION.to_string(),
             left,
+            node_ip: Some(self.services.network.node_ip).filter(|ip| *ip != self.address.ip()),
         }
     }
 
@@ -322,6 +328,7 @@ impl Node {
                 address: id.addr,
                 version: String::new(),
                 left: false,
+                node_ip: None,
             };
             unrecorded.insert(name.clone());
             nodes.insert(name.clone(), (state, record));
@@ -436,6 +443,14 @@ impl Node {
     /// changes to push to the cluster.
     fn reconcile_once(self: &Arc<Self>) -> Result<Updates, StoreError> {
         let view = self.view();
+        // Services follow readiness first, so replicas started below already see them.
+        self.services.update(crate::services::table::table(
+            &view.apps,
+            &view.nodes,
+            view.records.values(),
+            self.name(),
+            self.services.network.service_net.size(),
+        ));
         let component_of = |id: &WorkloadId| {
             view.definition(id)
                 .expect("planned replicas have components")
@@ -607,12 +622,14 @@ impl Node {
         id: &WorkloadId,
         component: &Component,
     ) -> Result<Replica, String> {
+        let network = self.services.env(&id.app);
         let process = |spec: ProcessSpec, learner: Option<Arc<LearnerLink>>| ProcessRunner {
             launch: Launch {
                 id: id.clone(),
                 spec,
                 replicas: component.replicas,
                 node: self.name().to_string(),
+                network: network.clone(),
                 learner,
             },
             store: self.store.clone(),
@@ -640,6 +657,13 @@ impl Node {
                     replicas: component.replicas,
                     node: self.name().to_string(),
                     fingerprint,
+                    // A container's loopback is its own: of the node's services it reaches
+                    // only node ports, at the node's address.
+                    network: network
+                        .iter()
+                        .filter(|(name, _)| name == "GOSSIP_NODE_IP")
+                        .cloned()
+                        .collect(),
                 });
                 (self.supervise(id, runner, probes), None)
             }

@@ -136,6 +136,8 @@ pub struct ContainerLaunch {
     pub node: String,
     /// The component's definition fingerprint: a container with another one is replaced.
     pub fingerprint: u64,
+    /// Variables about the network it finds in its environment (`GOSSIP_NODE_IP`).
+    pub network: Vec<(String, String)>,
 }
 
 impl ContainerLaunch {
@@ -164,6 +166,11 @@ impl ContainerLaunch {
         let mut env: Vec<String> = replica_env(&self.id, self.replicas, &self.node)
             .iter()
             .map(|(name, value)| format!("{name}={value}"))
+            .chain(
+                self.network
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}")),
+            )
             .collect();
         env.extend(
             self.spec
@@ -493,6 +500,7 @@ mod tests {
             replicas: 3,
             node: "node-1".into(),
             fingerprint: 42,
+            network: vec![("GOSSIP_NODE_IP".into(), "10.0.0.7".into())],
         }
     }
 

@@ -30,6 +30,9 @@ pub struct Launch {
     pub spec: ProcessSpec,
     pub replicas: u32,
     pub node: String,
+    /// The node's addresses and the application's services (see
+    /// [`crate::services::Services::env`]).
+    pub network: Vec<(String, String)>,
     /// For learner replicas: stdin and stdout carry the link instead of log lines, and the
     /// process runs at lower priority.
     pub learner: Option<Arc<LearnerLink>>,
@@ -41,7 +44,8 @@ impl Launch {
     fn env(&self) -> Vec<(String, String)> {
         let own = replica_env(&self.id, self.replicas, &self.node)
             .into_iter()
-            .map(|(name, value)| (name.to_string(), value));
+            .map(|(name, value)| (name.to_string(), value))
+            .chain(self.network.iter().cloned());
         let given = self
             .spec
             .env
@@ -288,6 +292,7 @@ mod tests {
             },
             replicas: 1,
             node: "test-node".into(),
+            network: vec![],
             learner: None,
         }
     }

@@ -43,6 +43,7 @@ fn node_record(name: &str) -> NodeRecord {
         address: "127.0.0.1:1".parse().unwrap(),
         version: "test".into(),
         left: false,
+        node_ip: None,
     }
 }
 

@@ -18,7 +18,9 @@ use tokio::net::TcpStream;
 #[derive(Clone)]
 pub enum Target {
     /// A child process of the agent: `exec` runs on the node with the replica's environment
-    /// and working directory; network checks go to `127.0.0.1` unless the probe names a host.
+    /// and working directory; network checks go to the node's address (`GOSSIP_NODE_IP`,
+    /// where a service's replicas listen), or `127.0.0.1` when nothing listens there, unless
+    /// the probe names a host.
     Host {
         env: Vec<(String, String)>,
         working_dir: Option<String>,
@@ -48,11 +50,17 @@ pub async fn check(target: &Target, action: &ProbeAction, timeout: Duration) -> 
                 }
             },
             ProbeAction::TcpSocket { port, host } => {
-                let host = host_of(target, host.as_deref())?;
-                TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))
+                let mut outcome = Err(String::new());
+                for host in hosts_of(target, host.as_deref())? {
+                    outcome = TcpStream::connect((host.as_str(), *port))
+                        .await
+                        .map(drop)
+                        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"));
+                    if outcome.is_ok() {
+                        break;
+                    }
+                }
+                outcome
             }
             ProbeAction::HttpGet {
                 path,
@@ -60,8 +68,18 @@ pub async fn check(target: &Target, action: &ProbeAction, timeout: Duration) -> 
                 host,
                 headers,
             } => {
-                let host = host_of(target, host.as_deref())?;
-                http_get(&host, *port, path, headers).await
+                let mut outcome = Err(String::new());
+                for host in hosts_of(target, host.as_deref())? {
+                    outcome = http_get(&host, *port, path, headers).await;
+                    // Only a refused connection moves on: an answer is the replica's.
+                    if !outcome
+                        .as_ref()
+                        .is_err_and(|e| e.contains("cannot connect"))
+                    {
+                        break;
+                    }
+                }
+                outcome
             }
         }
     };
@@ -71,14 +89,25 @@ pub async fn check(target: &Target, action: &ProbeAction, timeout: Duration) -> 
     }
 }
 
-fn host_of(target: &Target, asked: Option<&str>) -> Result<String, String> {
+/// Where a network check goes, in the order to try.
+fn hosts_of(target: &Target, asked: Option<&str>) -> Result<Vec<String>, String> {
     if let Some(host) = asked {
-        return Ok(host.to_string());
+        return Ok(vec![host.to_string()]);
     }
     match target {
-        Target::Host { .. } => Ok("127.0.0.1".to_string()),
+        Target::Host { env, .. } => {
+            let node_ip = env
+                .iter()
+                .find(|(name, _)| name == "GOSSIP_NODE_IP")
+                .map(|(_, ip)| ip.clone())
+                .filter(|ip| ip != "127.0.0.1");
+            Ok(node_ip
+                .into_iter()
+                .chain(["127.0.0.1".to_string()])
+                .collect())
+        }
         Target::Container { address, name, .. } => address
-            .map(|a| a.to_string())
+            .map(|a| vec![a.to_string()])
             .ok_or_else(|| format!("container {name} has no address")),
     }
 }
