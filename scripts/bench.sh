@@ -14,12 +14,14 @@
 #                              of 100 process replicas cost, against none (tests/benches/probes.rs)
 #   scripts/bench.sh rollout   a 10-replica rolling update on 5 real agents: one at a time, 25% and
 #                              all at once, in the same run (tests/benches/rollout.rs)
+#   scripts/bench.sh forward   the service forwarder against a direct connection to the same
+#                              replica: small-request latency and a 100 MB transfer (tests/benches/forward.rs)
 #   scripts/bench.sh scale     the deterministic cluster simulation: a burst and a crash wave on
 #                              200 agents, rumours vs push-to-all in the same run, then 1,000
 #                              agents with 10,000 replicas (SIM_NODES sets the first size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bench="${1:?usage: scripts/bench.sh deploy|cluster|learner|simulate|learner-cluster|burst|probes|rollout|scale}"
+bench="${1:?usage: scripts/bench.sh deploy|cluster|learner|simulate|learner-cluster|burst|probes|rollout|forward|scale}"
 case "$bench" in
   learner)
     PYTORCH_PYTHON="$(bash scripts/pytorch-venv.sh | tail -n 1)"

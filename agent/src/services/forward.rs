@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use super::network::{Bind, Network, Target, binds};
+use super::splice;
 use super::table::{Backend, ServiceTable};
 
 /// How long a connection attempt to one replica may take before the next is tried.
@@ -186,10 +187,7 @@ async fn serve_tcp(listener: TcpListener, picker: Arc<Picker>, counters: Arc<Cou
                 Some(upstream) => {
                     let _ = client.set_nodelay(true);
                     let _ = upstream.set_nodelay(true);
-                    let (mut client, mut upstream) = (client, upstream);
-                    if let Ok((sent, received)) =
-                        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                    {
+                    if let Ok((sent, received)) = splice::both_ways(&client, &upstream).await {
                         counters.bytes_in.fetch_add(sent, Ordering::Relaxed);
                         counters.bytes_out.fetch_add(received, Ordering::Relaxed);
                     }

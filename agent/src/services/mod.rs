@@ -9,6 +9,7 @@ pub mod dns;
 pub mod forward;
 pub mod gateway;
 pub mod network;
+mod splice;
 pub mod table;
 
 use std::net::SocketAddr;
