@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 #   file, busybox-static     scripts/images.sh copies a static busybox into the test images
 #   docker.io, docker-compose  container workloads run on the machine's engine; the compose test
 #   dataset-fashion-mnist    the full data set, for the learner examples and benchmarks
+#   prometheus               the metrics test starts a real Prometheus server that scrapes agents
 requirements=(
   "coreutils|command:sleep"
   "procps|command:ps"
@@ -26,6 +27,7 @@ requirements=(
   "docker.io|command:docker"
   "docker-compose|command:docker-compose"
   "dataset-fashion-mnist|file:/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+  "prometheus|command:prometheus"
 )
 
 present() {

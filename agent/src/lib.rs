@@ -22,6 +22,7 @@ mod learner_routing;
 pub mod logs;
 mod logs_api;
 pub mod maintenance;
+pub mod metrics;
 pub mod node;
 pub mod reconcile;
 pub mod rollout;

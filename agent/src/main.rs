@@ -94,6 +94,10 @@ struct Args {
     /// IP:PORT. Off by default.
     #[arg(long, env = "GOSSIPD_HTTP_GATEWAY")]
     http_gateway: Option<String>,
+    /// Serve Prometheus metrics at /metrics here: PORT (on --node-ip) or IP:PORT. Off by
+    /// default.
+    #[arg(long, env = "GOSSIPD_METRICS")]
+    metrics: Option<String>,
     /// For benchmarks only: seal nothing and check no seals (applications are committed
     /// unsigned, as before they were signed), to measure what signing costs. Every agent of
     /// the cluster must run with it, and the cluster is then open to any node key: never use it
@@ -237,15 +241,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("--dns {text:?}: expected IP:PORT or off"))?,
         ),
     };
-    let gateway = match args.http_gateway.as_deref() {
-        None | Some("" | "off") => None,
-        Some(text) => Some(match text.parse::<u16>() {
-            Ok(port) => SocketAddr::new(network.node_ip, port),
-            Err(_) => text
-                .parse()
-                .with_context(|| format!("--http-gateway {text:?}: expected PORT or IP:PORT"))?,
-        }),
-    };
+    let gateway = port_or_address("--http-gateway", args.http_gateway.as_deref(), &network)?;
+    let metrics = port_or_address("--metrics", args.metrics.as_deref(), &network)?;
     let services = Services::new(network, names, gateway);
     services.spawn();
     let node = Node::new(
@@ -260,6 +257,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         runtimes,
         services,
     );
+    if let Some(address) = metrics {
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = agent::metrics::serve(address, node).await {
+                tracing::error!(%address, "cannot serve metrics: {e}");
+            }
+        });
+    }
     // Serve before anyone can learn of us: a member that hears of this agent dials it at once.
     let api = tokio::spawn(server::serve(endpoint.clone(), dialled, node.clone()));
     node.publish_self(false).await?;
@@ -293,6 +298,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     api.abort();
     endpoint.wait_idle().await;
     Ok(())
+}
+
+/// An optional listening address given as PORT (on the node's address) or IP:PORT; `off` or
+/// nothing for none.
+fn port_or_address(
+    flag: &str,
+    text: Option<&str>,
+    network: &Network,
+) -> anyhow::Result<Option<SocketAddr>> {
+    match text {
+        None | Some("" | "off") => Ok(None),
+        Some(text) => match text.parse::<u16>() {
+            Ok(port) => Ok(Some(SocketAddr::new(network.node_ip, port))),
+            Err(_) => text
+                .parse()
+                .map(Some)
+                .with_context(|| format!("{flag} {text:?}: expected PORT or IP:PORT")),
+        },
+    }
 }
 
 /// Logs a warning about this node's certificate at start and twice a day while it is within

@@ -55,6 +55,8 @@ pub struct Peers {
     inbound: mpsc::Sender<Inbound>,
     /// Connections this agent dialled, for the server to answer requests on.
     dialled: mpsc::UnboundedSender<Connection>,
+    /// Membership datagram bytes sent and received, for the metrics.
+    pub membership_bytes: [std::sync::atomic::AtomicU64; 2],
 }
 
 /// Connections an agent dialled: its server answers the requests peers send on them.
@@ -68,6 +70,7 @@ impl Peers {
             connections: Mutex::default(),
             inbound,
             dialled,
+            membership_bytes: Default::default(),
         });
         (peers, to_serve)
     }
@@ -97,8 +100,11 @@ impl Peers {
 
     fn read_datagrams(self: &Arc<Self>, connection: Connection, name: String) {
         let inbound = self.inbound.clone();
+        let peers = self.clone();
         tokio::spawn(async move {
             while let Ok(datagram) = connection.read_datagram().await {
+                peers.membership_bytes[1]
+                    .fetch_add(datagram.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 // A full queue means the membership loop is behind: dropping is what UDP
                 // would do, and SWIM tolerates it.
                 let _ = inbound.try_send((name.clone(), datagram));
@@ -166,6 +172,9 @@ impl Peers {
         tokio::spawn(async move {
             match peers.connection(addr).await {
                 Ok(connection) => {
+                    let length = packet.len() as u64;
+                    peers.membership_bytes[0]
+                        .fetch_add(length, std::sync::atomic::Ordering::Relaxed);
                     if let Err(e) = connection.send_datagram(packet) {
                         tracing::debug!(%addr, "datagram not sent: {e}");
                     }
@@ -187,6 +196,29 @@ impl Peers {
             .await
             .map_err(|e| TransportError::Stream(addr, e.to_string()))?
             .ok_or(TransportError::NoAnswer(addr))
+    }
+
+    /// UDP bytes sent and received on the open connections to peers (membership, state
+    /// dissemination, anti-entropy and learner traffic alike), from quinn's statistics.
+    pub fn connection_bytes(&self) -> (u64, u64) {
+        let slots: Vec<Slot> = self
+            .connections
+            .lock()
+            .expect("connections lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut totals = (0, 0);
+        for slot in slots {
+            if let Ok(guard) = slot.try_lock()
+                && let Some(connection) = guard.as_ref()
+            {
+                let stats = connection.stats();
+                totals.0 += stats.udp_tx.bytes;
+                totals.1 += stats.udp_rx.bytes;
+            }
+        }
+        totals
     }
 
     /// The measured round-trip time to a peer, if this agent has a connection to it.

@@ -88,6 +88,8 @@ pub struct Node {
     pub(crate) learner_routes: Mutex<BTreeMap<WorkloadId, Route>>,
     /// The services this agent forwards and names.
     pub services: Services,
+    /// What the loops record for the metrics.
+    pub instruments: crate::metrics::Instruments,
 }
 
 pub(crate) struct Replica {
@@ -180,6 +182,7 @@ impl Node {
             runtimes,
             learner_routes: Mutex::default(),
             services,
+            instruments: Default::default(),
         })
     }
 
@@ -419,7 +422,11 @@ impl Node {
     pub async fn run_reconciler(self: Arc<Self>) {
         loop {
             let pass = tokio::time::Instant::now();
-            match self.reconcile_once() {
+            let outcome = self.reconcile_once();
+            self.instruments
+                .reconcile_seconds
+                .observe(pass.elapsed().as_secs_f64());
+            match outcome {
                 // Reported changes may unblock a `dependsOn`: look again at once.
                 Ok(updates) if !updates.is_empty() => {
                     tracing::debug!(took = ?pass.elapsed(), reported = updates.workloads.len(), "reconciled");
