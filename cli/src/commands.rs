@@ -54,7 +54,8 @@ pub fn load_application(file: &Path) -> anyhow::Result<(String, Application)> {
         .take(MAX_DOCUMENT_BYTES as u64 + 1)
         .read_to_string(&mut source)
         .map_err(|e| invalid(format!("{name}: {e}")))?;
-    let app = parse_application(&source, &name).map_err(|d| invalid(d.to_string()))?;
+    let app = parse_application(&source, &name)
+        .map_err(|d| anyhow::Error::new(crate::failure::Diagnosed(d.to_string())))?;
     Ok((source, app))
 }
 

@@ -18,11 +18,34 @@ pub fn invalid(message: impl Into<String>) -> anyhow::Error {
     InvalidInput(message.into()).into()
 }
 
+/// A document's validation errors, one per line, each starting `FILE:LINE:COL:` (or `FILE:`
+/// where no position applies): printed as they are, with no `error:` in front, so that
+/// editors' and CI's problem matchers find them. Exits with code 2.
+#[derive(Debug)]
+pub struct Diagnosed(pub String);
+
+impl fmt::Display for Diagnosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Diagnosed {}
+
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    if error.downcast_ref::<InvalidInput>().is_some() {
+    if error.downcast_ref::<InvalidInput>().is_some() || error.downcast_ref::<Diagnosed>().is_some()
+    {
         2
     } else {
         1
+    }
+}
+
+/// What the CLI prints on stderr for `error`.
+pub fn report(error: &anyhow::Error) -> String {
+    match error.downcast_ref::<Diagnosed>() {
+        Some(diagnosed) => diagnosed.to_string(),
+        None => format!("error: {}", describe(error)),
     }
 }
 

@@ -249,7 +249,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", failure::describe(&e));
+            eprintln!("{}", failure::report(&e));
             ExitCode::from(failure::exit_code(&e))
         }
     }

@@ -34,6 +34,28 @@ pub fn get(address: SocketAddr) -> Result<String, String> {
     }
 }
 
+/// One HTTP/1.1 `GET path` with `Host: host` on a fresh connection: the status line and the
+/// body (of a response that is not chunked), or why it failed.
+pub fn request(address: SocketAddr, host: &str, path: &str) -> Result<(String, String), String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))
+        .map_err(|e| format!("connect {address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write {address}: {e}"))?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("read {address}: {e}"))?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, body.trim().to_string()))
+}
+
 /// What the client saw.
 #[derive(Debug, Default)]
 pub struct Seen {

@@ -226,6 +226,15 @@ fn bad_files_are_refused_with_specific_errors_and_change_nothing() {
                 );
             }
             assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+            // Problem matchers read FILE:LINE:COL: at the start of each line.
+            if run.stderr.contains(&format!("{name}:")) {
+                for line in run.stderr.lines() {
+                    assert!(
+                        line.starts_with(file.as_str()),
+                        "{command} {name}: a line that does not start with the file: {line:?}"
+                    );
+                }
+            }
         }
     }
 

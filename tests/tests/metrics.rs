@@ -2,11 +2,11 @@
 //! three real agents, and its HTTP API answers for each agent's member count and its replicas
 //! by state.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use e2e::service::request;
 use e2e::{Cluster, temp_dir, wait_for};
 
 /// Every agent of the test serves metrics on this port, at its own node address.
@@ -14,17 +14,8 @@ const METRICS_PORT: &str = "19100";
 
 /// `GET path` on `address`: the body, when the answer is 200.
 fn http_get(address: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    let (status, body) = request(address, &address.to_string(), path).ok()?;
+    status.contains(" 200 ").then_some(body)
 }
 
 /// A query string's value, percent-encoded.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::service::get;
+use e2e::service::{get, request};
 use e2e::{Cluster, processes_with_env, unique_marker, wait_for};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -104,26 +104,6 @@ fn node_ips(cluster: &Cluster) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `GET path` with `Host: host`: the status line and the body.
-fn request(address: SocketAddr, host: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))
-        .unwrap_or_else(|e| panic!("connect {address}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.lines().next().unwrap_or_default().to_string();
-    (status, body.trim().to_string())
-}
-
 /// The port every agent of the test serves the HTTP gateway on, at its node address.
 const GATEWAY_PORT: &str = "18088";
 
@@ -174,13 +154,16 @@ fn services_answer_everywhere_by_name_and_follow_a_dead_node() {
     // The gateway on every node routes by host and path to two components.
     for (node, ip) in &ips {
         let gateway: SocketAddr = format!("{ip}:{GATEWAY_PORT}").parse().unwrap();
-        let (status, body) = request(gateway, "shop.example.com", "/api/");
+        let ask = |host: &str, path: &str| {
+            request(gateway, host, path).unwrap_or_else(|e| panic!("{node}'s gateway: {e}"))
+        };
+        let (status, body) = ask("shop.example.com", "/api/");
         assert!(status.contains("200"), "{node}: {status}");
         assert!(body.starts_with("api replica"), "{node}: {body}");
-        let (status, body) = request(gateway, "shop.example.com", "/docs/");
+        let (status, body) = ask("shop.example.com", "/docs/");
         assert!(status.contains("200"), "{node}: {status}");
         assert!(body.starts_with("docs on"), "{node}: {body}");
-        let (status, _) = request(gateway, "other.example.com", "/api/");
+        let (status, _) = ask("other.example.com", "/api/");
         assert!(
             status.contains("404"),
             "another host has no route: {status}"
