@@ -44,7 +44,16 @@ pub fn parse_application(source: &str, file: &str) -> Result<Application, Diagno
     let source_map = scan(source).map_err(|failure| {
         Diagnostics::single(file, failure.position, &failure.path, failure.message)
     })?;
-    let document = load(source).map_err(|(position, message)| {
+    // A trailing empty document (`---` and comments) is cut off before serde_yaml, which
+    // reads one document only.
+    let first = match source_map.end {
+        Some(end) => source
+            .char_indices()
+            .nth(end)
+            .map_or(source, |(byte, _)| &source[..byte]),
+        None => source,
+    };
+    let document = load(first).map_err(|(position, message)| {
         Diagnostics::single(file, position, &FieldPath::root(), message)
     })?;
     let mut report = Report::new(file, &source_map);

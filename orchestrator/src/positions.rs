@@ -45,6 +45,9 @@ impl From<&Marker> for Position {
 #[derive(Debug, Default)]
 pub(crate) struct SourceMap {
     positions: HashMap<Vec<Segment>, Position>,
+    /// Where a second, empty document starts (a trailing `---` followed by nothing but
+    /// comments), as a character index: the document ends there.
+    pub(crate) end: Option<usize>,
 }
 
 impl SourceMap {
@@ -103,6 +106,13 @@ pub(crate) fn scan(source: &str) -> Result<SourceMap, ScanFailure> {
     }
 }
 
+fn second_document(marker: &Marker) -> ScanFailure {
+    ScanFailure::at(
+        marker,
+        "found a second YAML document; a file holds exactly one application".to_owned(),
+    )
+}
+
 /// What the next node inside a mapping is.
 #[derive(Debug)]
 enum MappingSlot {
@@ -143,6 +153,8 @@ struct Walker {
     expanded_total: u64,
     saw_alias: bool,
     documents: usize,
+    /// Where the second document started, while it has held nothing yet.
+    second: Option<Marker>,
 }
 
 impl Walker {
@@ -150,13 +162,31 @@ impl Walker {
         match event {
             Event::DocumentStart => {
                 self.documents += 1;
-                if self.documents > 1 {
-                    return Err(ScanFailure::at(
-                        marker,
-                        "found a second YAML document; a file holds exactly one application"
-                            .to_owned(),
-                    ));
+                match (self.documents, self.second) {
+                    (1, _) => {}
+                    // A trailing `---` with nothing after it but comments is accepted, as
+                    // editors and generators often leave one; the document ends there.
+                    (2, None) => {
+                        self.second = Some(*marker);
+                        self.source_map.end = Some(marker.index());
+                    }
+                    (_, started) => {
+                        return Err(second_document(started.as_ref().unwrap_or(marker)));
+                    }
                 }
+            }
+            // An empty document holds one null scalar; anything else in it is a document.
+            Event::Scalar(ref text, _, _, _)
+                if self.documents > 1
+                    && (text.is_empty() || text == "~")
+                    && self.open.is_empty() => {}
+            Event::Scalar(..)
+            | Event::Alias(_)
+            | Event::SequenceStart(..)
+            | Event::MappingStart(..)
+                if self.documents > 1 =>
+            {
+                return Err(second_document(self.second.as_ref().unwrap_or(marker)));
             }
             Event::Scalar(text, _, anchor_id, _) => {
                 self.place_node(Some(&text), marker)?;
@@ -396,6 +426,16 @@ mod tests {
             failure.message.contains("second YAML document"),
             "{failure:?}"
         );
+        assert_eq!(failure.position, Some(Position { line: 2, column: 1 }));
+    }
+
+    #[test]
+    fn a_trailing_empty_document_ends_the_first() {
+        let source = "a: 1\n---\n# nothing more\n";
+        let map = scan(source).expect("a trailing --- is accepted");
+        assert_eq!(map.end, Some(5));
+        assert!(scan("a: 1\n---\n").is_ok());
+        assert!(scan("a: 1\n---\n---\n").is_err(), "a third document is not");
     }
 
     #[test]
