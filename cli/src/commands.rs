@@ -8,7 +8,7 @@ use agent::api::{DeployOutcome, ErrorKind, EventView, LogStream, Request, Respon
 use agent::client::Client;
 use agent::maintenance::Mode;
 use anyhow::{Context, anyhow, bail};
-use orchestrator::{Application, MAX_DOCUMENT_BYTES, parse_application};
+use orchestrator::{Application, MAX_DOCUMENT_BYTES, parse_document};
 
 use crate::config::{self, Config};
 use crate::failure::invalid;
@@ -54,9 +54,13 @@ pub fn load_application(file: &Path) -> anyhow::Result<(String, Application)> {
         .take(MAX_DOCUMENT_BYTES as u64 + 1)
         .read_to_string(&mut source)
         .map_err(|e| invalid(format!("{name}: {e}")))?;
-    let app = parse_application(&source, &name)
+    let parsed = parse_document(&source, &name)
         .map_err(|d| anyhow::Error::new(crate::failure::Diagnosed(d.to_string())))?;
-    Ok((source, app))
+    // Notes (a workflow whose steps are not run one by one) go with the command's output.
+    for note in &parsed.notes {
+        eprintln!("{}", note.as_note());
+    }
+    Ok((source, parsed.application))
 }
 
 pub fn validate(file: &Path) -> anyhow::Result<()> {

@@ -31,6 +31,8 @@ fn the_shipped_examples_validate() {
         "hello.yaml",
         "fashion-mnist-delta-sum.yaml",
         "edge-app.yaml",
+        "two-tier.yaml",
+        "override.yaml",
     ] {
         let (code, stdout, stderr) = gossipctl(&["validate", &example(name)]);
         assert_eq!(code, 0, "{name}: stdout: {stdout}\nstderr: {stderr}");
@@ -56,4 +58,20 @@ fn a_bad_field_is_named_with_its_position_and_exit_code_2() {
         stderr.contains("spec.components[0].properties.command"),
         "no field path in: {stderr}"
     );
+}
+
+#[test]
+fn an_override_policy_is_applied_and_a_deploy_only_workflow_noted() {
+    let (code, stdout, stderr) = gossipctl(&["validate", &example("override.yaml")]);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("1 components, 3 replicas"),
+        "the production override's scaler applies: {stdout}"
+    );
+    let note = stderr
+        .lines()
+        .find(|line| line.contains("note: spec.workflow:"))
+        .unwrap_or_else(|| panic!("no note about the workflow in: {stderr}"));
+    assert!(note.contains("override.yaml:35:3:"), "{note}");
+    assert!(note.contains("dependsOn"), "{note}");
 }

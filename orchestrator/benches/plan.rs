@@ -75,6 +75,7 @@ fn apps() -> Vec<Application> {
                     rollout: None,
                     service: None,
                     gateway: None,
+                    limits: Default::default(),
                 }],
                 policies: vec![],
             }

@@ -79,6 +79,18 @@ pub(crate) fn decode_component(
         traits.service = None;
         traits.gateway = None;
     }
+    for selected in &traits.spread_selects {
+        if name.as_deref().is_some_and(|name| name != selected.name) {
+            report.error(
+                &selected.path,
+                format!(
+                    "the spread's labelSelector selects {:?}; gossipctl spreads a component's own \
+                     replicas, so it may select only this component",
+                    selected.name
+                ),
+            );
+        }
+    }
     let depends_on = unique_references(
         raw.depends_on.unwrap_or_default(),
         &path.key("dependsOn"),
@@ -87,6 +99,17 @@ pub(crate) fn decode_component(
 
     let resources = reserved_resources(decoded.as_ref(), &traits, &path, report);
     let workload = decoded.and_then(|decoded| decoded.workload);
+    let is_container = matches!(
+        workload,
+        Some(crate::model::Workload::Webservice(_) | crate::model::Workload::Worker(_))
+    );
+    if !traits.limits.is_zero() && workload.is_some() && !is_container {
+        report.error(
+            &path.key("traits"),
+            "limits above the requests are enforced for containers (webservice, worker) only; \
+             a process or learner reserves its requests",
+        );
+    }
 
     let component = match (&name, workload) {
         (Some(name), Some(workload)) => Some(Component {
@@ -95,6 +118,7 @@ pub(crate) fn decode_component(
             replicas: traits.replicas.unwrap_or(1),
             placement: traits.placement,
             resources,
+            limits: traits.limits,
             depends_on: depends_on
                 .iter()
                 .map(|reference| reference.name.clone())

@@ -76,11 +76,35 @@ impl Diagnostics {
     }
 }
 
+impl Diagnostic {
+    /// `FILE:LINE:COL: note: PATH: MESSAGE`: something the user should know that is not wrong.
+    pub fn as_note(&self) -> String {
+        let mut text = format!("{}:", self.file);
+        if let Some(line) = self.line {
+            text.push_str(&format!("{line}:"));
+            if let Some(column) = self.column {
+                text.push_str(&format!("{column}:"));
+            }
+        }
+        text.push_str(" note:");
+        if !self.path.is_empty() {
+            text.push_str(&format!(" {}:", self.path));
+        }
+        text.push_str(&format!(" {}", self.message));
+        text
+    }
+}
+
 /// Collects diagnostics while a document is validated, attaching positions from the source map.
 pub(crate) struct Report<'a> {
     file: &'a str,
     source_map: &'a SourceMap,
     diagnostics: Vec<Diagnostic>,
+    notes: Vec<Diagnostic>,
+    /// `(stands_for, written_at)`, oldest first: a field under `stands_for` was written under
+    /// `written_at` (an `override` policy's value merged into a component, a trait moved up
+    /// when one before it was removed). Problems are reported where the user wrote them.
+    aliases: Vec<(FieldPath, FieldPath)>,
 }
 
 impl<'a> Report<'a> {
@@ -89,18 +113,50 @@ impl<'a> Report<'a> {
             file,
             source_map,
             diagnostics: Vec::new(),
+            notes: Vec::new(),
+            aliases: Vec::new(),
         }
     }
 
-    pub(crate) fn error(&mut self, path: &FieldPath, message: impl Into<String>) {
-        let position = self.source_map.locate(path);
-        self.diagnostics.push(Diagnostic {
+    /// Fields under `stands_for` are, from now on, reported at the same place under
+    /// `written_at`. Aliases added together as one move must be added in an order where none
+    /// maps onto one added after it (they are followed newest first, each at most once).
+    pub(crate) fn alias(&mut self, stands_for: FieldPath, written_at: FieldPath) {
+        self.aliases.push((stands_for, written_at));
+    }
+
+    /// Where `path` was written: each alias, newest first, rewrites the path if it applies.
+    fn resolve(&self, path: &FieldPath) -> FieldPath {
+        let mut resolved = path.clone();
+        for (stands_for, written_at) in self.aliases.iter().rev() {
+            if let Some(rebased) = resolved.rebase(stands_for, written_at) {
+                resolved = rebased;
+            }
+        }
+        resolved
+    }
+
+    fn diagnostic(&self, path: &FieldPath, message: String) -> Diagnostic {
+        let path = self.resolve(path);
+        let position = self.source_map.locate(&path);
+        Diagnostic {
             file: self.file.to_owned(),
             line: position.map(|position| position.line),
             column: position.map(|position| position.column),
             path: path.to_string(),
-            message: message.into(),
-        });
+            message,
+        }
+    }
+
+    pub(crate) fn error(&mut self, path: &FieldPath, message: impl Into<String>) {
+        let diagnostic = self.diagnostic(path, message.into());
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// Something the user should know that does not make the document invalid.
+    pub(crate) fn note(&mut self, path: &FieldPath, message: impl Into<String>) {
+        let diagnostic = self.diagnostic(path, message.into());
+        self.notes.push(diagnostic);
     }
 
     /// Reports `outcome`'s message, if any, against `path`; true when there was none.
@@ -118,10 +174,17 @@ impl<'a> Report<'a> {
     /// nothing when that has no position.
     pub(crate) fn first_defined_at(&self, path: &FieldPath) -> String {
         self.source_map
-            .exact(path)
+            .exact(&self.resolve(path))
             .map_or_else(String::new, |first| {
                 format!(" (first defined at line {})", first.line)
             })
+    }
+
+    /// The line `path` was written on, if the document spells it out.
+    pub(crate) fn line_of(&self, path: &FieldPath) -> Option<usize> {
+        self.source_map
+            .locate(&self.resolve(path))
+            .map(|position| position.line)
     }
 
     /// Deserializes `value`, found at `path`, into one of the raw document shapes. Every unknown
@@ -168,10 +231,10 @@ impl<'a> Report<'a> {
 
     /// `value` if nothing was reported, otherwise every diagnostic in document order (those
     /// without a position last).
-    pub(crate) fn finish<T>(self, value: Option<T>) -> Result<T, Diagnostics> {
+    pub(crate) fn finish<T>(self, value: Option<T>) -> Result<(T, Vec<Diagnostic>), Diagnostics> {
         let mut diagnostics = self.diagnostics;
         match value {
-            Some(value) if diagnostics.is_empty() => return Ok(value),
+            Some(value) if diagnostics.is_empty() => return Ok((value, self.notes)),
             // Every path that yields no value reports why; this only keeps the promise that
             // an error is never empty should one ever forget to.
             None if diagnostics.is_empty() => diagnostics.push(Diagnostic {

@@ -11,13 +11,16 @@ pub mod rollout;
 pub mod services;
 pub mod state;
 
+mod affinity;
 mod components;
 mod diagnostics;
 mod emit;
 mod graph;
 mod json;
+mod kubevela;
 mod names;
 mod node_tables;
+mod overrides;
 mod path;
 mod positions;
 mod probes;
@@ -25,9 +28,13 @@ mod quantity;
 mod raw;
 mod references;
 mod render;
+mod spread;
 mod traits;
+mod workflow;
 mod workloads;
 
 pub use model::*;
-pub use parse::{Diagnostic, Diagnostics, MAX_DOCUMENT_BYTES, parse_application};
+pub use parse::{
+    Diagnostic, Diagnostics, MAX_DOCUMENT_BYTES, Parsed, parse_application, parse_document,
+};
 pub use probes::{HttpHeader, Probe, ProbeAction, Probes};

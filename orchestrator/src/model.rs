@@ -32,6 +32,11 @@ pub struct Component {
     /// From the `resource` trait (or a container's `cpu`/`memory`): what each replica reserves.
     #[serde(default)]
     pub resources: Resources,
+    /// From the `resource` trait's `limits`: what a container replica may use beyond its
+    /// reservation. A zero field means the reservation is the limit, as it always is for
+    /// `cpu` and `memory` written without `requests`/`limits`.
+    #[serde(default, skip_serializing_if = "Resources::is_zero")]
+    pub limits: Resources,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
     /// From the `rollout` trait: how a changed definition replaces the replicas.
@@ -308,6 +313,12 @@ pub struct Resources {
     pub memory_bytes: u64,
 }
 
+impl Resources {
+    pub fn is_zero(&self) -> bool {
+        self.cpu_millis == 0 && self.memory_bytes == 0
+    }
+}
+
 /// `spec.policies[]` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -362,8 +373,14 @@ impl Component {
     /// or move replicas without restarting the others. xxh3 is specified and stable across
     /// builds and versions, unlike std's hasher.
     pub fn fingerprint(&self) -> u64 {
-        let canonical =
-            serde_json::to_vec(&(&self.workload, &self.resources)).expect("component serialises");
+        // Limits joined the definition later; leaving them out when unset keeps the
+        // fingerprints of components that have none as they were.
+        let canonical = if self.limits.is_zero() {
+            serde_json::to_vec(&(&self.workload, &self.resources))
+        } else {
+            serde_json::to_vec(&(&self.workload, &self.resources, &self.limits))
+        }
+        .expect("component serialises");
         xxhash_rust::xxh3::xxh3_64(&canonical)
     }
 
@@ -379,6 +396,15 @@ impl Component {
         match &self.rollout {
             Some(spec) => spec.policy(self.replicas, default_surge),
             None => crate::rollout::RolloutPolicy::with_surge(default_surge),
+        }
+    }
+
+    /// The most a container replica may use: the limit where one is set, else the reservation.
+    pub fn limit(&self) -> Resources {
+        let pick = |limit: u64, reserved: u64| if limit > 0 { limit } else { reserved };
+        Resources {
+            cpu_millis: pick(self.limits.cpu_millis, self.resources.cpu_millis),
+            memory_bytes: pick(self.limits.memory_bytes, self.resources.memory_bytes),
         }
     }
 

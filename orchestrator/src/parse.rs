@@ -5,19 +5,22 @@
 //! serde_yaml (and learns where every field is), serde gives the document its shape, and the
 //! validator checks meaning, reporting every problem at once with its line and column.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_yaml::Value;
 
 use crate::components::decode_component;
 use crate::diagnostics::Report;
 use crate::json::to_json_object;
+use crate::kubevela::{self, unsupported};
 use crate::model::{Application, Policy};
 use crate::names::check_dns_label;
+use crate::overrides::{apply_override, apply_selector};
 use crate::path::FieldPath;
 use crate::positions::{Position, scan};
 use crate::raw::{RawApplication, RawMetadata, RawPolicy, RawSpec};
 use crate::references::check_references;
+use crate::workflow::{DeployPolicies, decode_workflow};
 
 pub use crate::diagnostics::{Diagnostic, Diagnostics};
 
@@ -29,9 +32,22 @@ const API_VERSION: &str = "core.oam.dev/v1beta1";
 const KIND: &str = "Application";
 const POLICY_TYPES: [&str; 2] = ["topology", "override"];
 
+/// A valid document: the application, and what the user should know about how it was read
+/// (a workflow whose steps are not run one by one, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub application: Application,
+    pub notes: Vec<Diagnostic>,
+}
+
 /// Parses and validates one OAM `Application` document. `file` is only used to label the
 /// diagnostics; nothing is read from disk.
 pub fn parse_application(source: &str, file: &str) -> Result<Application, Diagnostics> {
+    parse_document(source, file).map(|parsed| parsed.application)
+}
+
+/// [`parse_application`], with the notes.
+pub fn parse_document(source: &str, file: &str) -> Result<Parsed, Diagnostics> {
     if source.len() > MAX_DOCUMENT_BYTES {
         let message = format!(
             "file is {} bytes; applications are limited to 1 MiB",
@@ -58,7 +74,9 @@ pub fn parse_application(source: &str, file: &str) -> Result<Application, Diagno
     })?;
     let mut report = Report::new(file, &source_map);
     let application = check_application(document, &mut report);
-    report.finish(application)
+    report
+        .finish(application)
+        .map(|(application, notes)| Parsed { application, notes })
 }
 
 /// Hands the document to serde_yaml, which by now can only fail on the few inputs its parser
@@ -96,12 +114,13 @@ fn check_application(document: Value, report: &mut Report) -> Option<Application
         return None;
     };
     let spec: RawSpec = report.decode(spec, &spec_path)?;
-    if spec.workflow.is_some() {
-        report.error(
-            &spec_path.key("workflow"),
-            "workflows are not supported; components start in dependsOn order instead",
-        );
-    }
+    let deploy = spec
+        .workflow
+        .map(|workflow| decode_workflow(workflow, &spec_path.key("workflow"), report))
+        .unwrap_or_default();
+    let policies_path = spec_path.key("policies");
+    let raw_policies = spec.policies.unwrap_or_default();
+    let policies = check_policies(raw_policies.clone(), &policies_path, report);
     let components_path = spec_path.key("components");
     let components = match spec.components {
         None => {
@@ -120,17 +139,24 @@ fn check_application(document: Value, report: &mut Report) -> Option<Application
         }
         Some(components) => components,
     };
-    let drafts: Vec<_> = components
+    let mut components = components;
+    let selected = apply_overrides(
+        &raw_policies,
+        &policies_path,
+        &deploy,
+        &mut components,
+        &components_path,
+        report,
+    );
+    let mut drafts: Vec<_> = components
         .into_iter()
         .enumerate()
         .map(|(index, value)| decode_component(value, components_path.index(index), report))
         .collect();
     check_references(&drafts, report);
-    let policies = check_policies(
-        spec.policies.unwrap_or_default(),
-        &spec_path.key("policies"),
-        report,
-    );
+    if let Some(selected) = selected {
+        drafts = apply_selector(drafts, &selected, report);
+    }
     Some(Application {
         name: name?,
         components: drafts
@@ -139,6 +165,44 @@ fn check_application(document: Value, report: &mut Report) -> Option<Application
             .collect(),
         policies,
     })
+}
+
+/// Applies the `override` policies the workflow asks for (all of them without one) to the
+/// components as written; returns the components their selectors keep, if any has one.
+fn apply_overrides(
+    policies: &[Value],
+    policies_path: &FieldPath,
+    deploy: &DeployPolicies,
+    components: &mut [Value],
+    components_path: &FieldPath,
+    report: &mut Report,
+) -> Option<BTreeSet<String>> {
+    let field =
+        |policy: &Value, key: &str| policy.get(key).and_then(Value::as_str).map(str::to_owned);
+    let named: Vec<_> = policies
+        .iter()
+        .map(|policy| (field(policy, "name"), field(policy, "type")))
+        .collect();
+    let mut selected: Option<BTreeSet<String>> = None;
+    for index in deploy.overrides(&named, report) {
+        let properties = policies[index]
+            .get("properties")
+            .cloned()
+            .unwrap_or_default();
+        let path = policies_path.index(index).key("properties");
+        let properties = match properties {
+            Value::Null => continue,
+            properties => properties,
+        };
+        if let Some(names) = apply_override(properties, &path, components, components_path, report)
+        {
+            selected = Some(match selected {
+                None => names,
+                Some(earlier) => earlier.intersection(&names).cloned().collect(),
+            });
+        }
+    }
+    selected
 }
 
 fn check_header(value: Option<String>, field: &str, expected: &str, report: &mut Report) {
@@ -212,6 +276,16 @@ fn check_policies(policies: Vec<Value>, path: &FieldPath, report: &mut Report) -
                 None
             }
             Some(kind) if POLICY_TYPES.contains(&kind.as_str()) => Some(kind),
+            Some(kind) if kubevela::POLICY_TYPES.contains(&kind.as_str()) => {
+                report.error(
+                    &policy_path.key("type"),
+                    unsupported(
+                        &format!("policy type {kind:?}"),
+                        &format!("expected {expected_types}"),
+                    ),
+                );
+                None
+            }
             Some(kind) => {
                 report.error(
                     &policy_path.key("type"),

@@ -39,6 +39,14 @@ impl FieldPath {
         &self.0
     }
 
+    /// `self` with its prefix `from` replaced by `to`, or `None` when `self` is not under `from`.
+    pub(crate) fn rebase(&self, from: &FieldPath, to: &FieldPath) -> Option<FieldPath> {
+        let rest = self.0.strip_prefix(from.0.as_slice())?;
+        let mut segments = to.0.clone();
+        segments.extend_from_slice(rest);
+        Some(FieldPath(segments))
+    }
+
     /// Appends a path reported by `serde_path_to_error`, relative to `self`.
     ///
     /// Segments serde could not name (non-string keys, enum variants) end the path there: the
@@ -110,5 +118,19 @@ mod tests {
             r#"spec.components[1].traits[0].properties.nodeSelector["kubernetes.io/arch"]"#
         );
         assert_eq!(FieldPath::root().to_string(), "");
+    }
+
+    #[test]
+    fn rebase_moves_only_paths_under_the_prefix() {
+        let from = FieldPath::root().key("spec").key("components").index(0);
+        let to = FieldPath::root().key("spec").key("policies").index(2);
+        let inside = from.key("traits").index(1);
+        assert_eq!(
+            inside.rebase(&from, &to).map(|p| p.to_string()),
+            Some("spec.policies[2].traits[1]".to_owned())
+        );
+        assert_eq!(from.rebase(&from, &to), Some(to.clone()));
+        let sibling = FieldPath::root().key("spec").key("components").index(1);
+        assert_eq!(sibling.rebase(&from, &to), None);
     }
 }

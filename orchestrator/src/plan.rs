@@ -592,6 +592,7 @@ mod tests {
                 rollout: None,
                 service: None,
                 gateway: None,
+                limits: Default::default(),
             }],
             policies: vec![],
         }

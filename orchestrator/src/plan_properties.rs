@@ -107,6 +107,7 @@ fn component_strategy(index: usize) -> impl Strategy<Value = Component> {
                 rollout: None,
                 service: None,
                 gateway: None,
+                limits: Default::default(),
             },
         )
 }

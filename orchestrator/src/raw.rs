@@ -51,8 +51,106 @@ pub(crate) struct RawMetadata {
 pub(crate) struct RawSpec {
     pub components: Option<Vec<Value>>,
     pub policies: Option<Vec<Value>>,
-    /// Known to KubeVela, refused here with a message of its own rather than as a typo.
-    pub workflow: Option<IgnoredAny>,
+    /// KubeVela's workflow: accepted when it only deploys (see [`crate::workflow`]).
+    pub workflow: Option<Value>,
+}
+
+/// `spec.workflow`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "workflow: a mapping with steps (and optionally mode)"
+)]
+pub(crate) struct RawWorkflow {
+    pub steps: Option<Vec<Value>>,
+    #[serde(rename = "mode")]
+    pub _mode: Option<IgnoredAny>,
+    /// A reference to a stored `Workflow` object: refused with a message of its own.
+    #[serde(rename = "ref")]
+    pub reference: Option<IgnoredAny>,
+}
+
+/// One step of `spec.workflow.steps`. Only the type and the deploy properties matter; the rest
+/// is KubeVela's scheduling of steps, which gossipctl replaces by `dependsOn` order.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a workflow step: a mapping with name, type and properties"
+)]
+pub(crate) struct RawStep {
+    #[serde(rename = "name")]
+    pub _name: Option<IgnoredAny>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub properties: Option<Value>,
+    #[serde(rename = "dependsOn")]
+    pub _depends_on: Option<IgnoredAny>,
+    #[serde(rename = "if")]
+    pub _condition: Option<IgnoredAny>,
+    #[serde(rename = "timeout")]
+    pub _timeout: Option<IgnoredAny>,
+    #[serde(rename = "meta")]
+    pub _meta: Option<IgnoredAny>,
+    #[serde(rename = "inputs")]
+    pub _inputs: Option<IgnoredAny>,
+    #[serde(rename = "outputs")]
+    pub _outputs: Option<IgnoredAny>,
+    pub sub_steps: Option<IgnoredAny>,
+}
+
+/// A `deploy` step's properties.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "deploy properties: a mapping with policies, parallelism, auto and ignoreTerraformComponent"
+)]
+pub(crate) struct RawDeployStep {
+    pub policies: Option<Vec<String>>,
+    #[serde(rename = "parallelism")]
+    pub _parallelism: Option<IgnoredAny>,
+    pub auto: Option<bool>,
+    #[serde(rename = "ignoreTerraformComponent")]
+    pub _ignore_terraform_component: Option<IgnoredAny>,
+}
+
+/// `override` policy properties.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "override properties: a mapping with components and selector"
+)]
+pub(crate) struct RawOverride {
+    pub components: Option<Vec<Value>>,
+    pub selector: Option<Vec<String>>,
+}
+
+/// One entry of an `override` policy's `components`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a component patch: a mapping with name, type, properties and traits"
+)]
+pub(crate) struct RawComponentPatch {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub properties: Option<Value>,
+    pub traits: Option<Vec<Value>>,
+}
+
+/// One trait of a component patch.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a trait patch: a mapping with type, properties and disable"
+)]
+pub(crate) struct RawTraitPatch {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub properties: Option<Value>,
+    pub disable: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -384,7 +482,46 @@ pub(crate) struct RawComponentList {
     pub components: Vec<String>,
 }
 
-/// `spread` trait properties, and one constraint of `topologyspreadconstraints`.
+/// `podAffinity` / `podAntiAffinity` in Kubernetes' shape, as KubeVela's affinity trait has it.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with components, or Kubernetes' required and preferred"
+)]
+pub(crate) struct RawPodAffinity {
+    pub required: Option<Vec<Value>>,
+    pub preferred: Option<IgnoredAny>,
+}
+
+/// One Kubernetes `PodAffinityTerm`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a pod affinity term: a mapping with labelSelector and topologyKey"
+)]
+pub(crate) struct RawPodAffinityTerm {
+    pub label_selector: Option<Value>,
+    pub topology_key: Option<String>,
+    pub namespaces: Option<IgnoredAny>,
+    pub namespace_selector: Option<IgnoredAny>,
+    pub match_label_keys: Option<IgnoredAny>,
+    pub mismatch_label_keys: Option<IgnoredAny>,
+}
+
+/// A Kubernetes `LabelSelector`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a label selector: a mapping with matchLabels and matchExpressions"
+)]
+pub(crate) struct RawLabelSelector {
+    pub match_labels: Option<BTreeMap<String, String>>,
+    pub match_expressions: Option<Vec<Value>>,
+}
+
+/// `spread` trait properties.
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -394,6 +531,24 @@ pub(crate) struct RawComponentList {
 pub(crate) struct RawSpread {
     pub topology_key: Option<String>,
     pub max_skew: Option<i64>,
+}
+
+/// One constraint of `topologyspreadconstraints`, in Kubernetes' shape.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a topology spread constraint: a mapping with maxSkew, topologyKey, whenUnsatisfiable and labelSelector"
+)]
+pub(crate) struct RawSpreadConstraint {
+    pub topology_key: Option<String>,
+    pub max_skew: Option<i64>,
+    pub when_unsatisfiable: Option<String>,
+    pub label_selector: Option<Value>,
+    pub min_domains: Option<IgnoredAny>,
+    pub match_label_keys: Option<IgnoredAny>,
+    pub node_affinity_policy: Option<IgnoredAny>,
+    pub node_taints_policy: Option<IgnoredAny>,
 }
 
 /// `topologyspreadconstraints` trait properties.
@@ -406,13 +561,24 @@ pub(crate) struct RawTopologySpread {
     pub constraints: Vec<Value>,
 }
 
-/// `resource` trait properties.
+/// `resource` trait properties: KubeVela's short form (`cpu`, `memory`) or its Kubernetes form
+/// (`requests`, `limits`).
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "resource properties: a mapping with cpu and memory"
+    expecting = "resource properties: a mapping with cpu and memory, or requests and limits"
 )]
 pub(crate) struct RawResource {
+    pub cpu: Option<Value>,
+    pub memory: Option<Value>,
+    pub requests: Option<Value>,
+    pub limits: Option<Value>,
+}
+
+/// `requests` or `limits` of the `resource` trait.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with cpu and memory")]
+pub(crate) struct RawAmounts {
     pub cpu: Option<Value>,
     pub memory: Option<Value>,
 }

@@ -6,7 +6,7 @@ use serde_yaml::{Mapping, Value};
 use crate::emit::to_yaml;
 use crate::model::{
     Application, Component, ContainerSpec, EnvVar, INTAKE_ALL, LearnerSpec, MatchExpression,
-    Operator, Placement, ProcessSpec, RestartPolicy, Workload,
+    Operator, Placement, ProcessSpec, Resources, RestartPolicy, Workload,
 };
 use crate::probes::{Probe, ProbeAction, Probes};
 use crate::quantity::{format_cpu, format_memory};
@@ -217,8 +217,7 @@ fn render_traits(component: &Component) -> Vec<Value> {
             Fields::new().field("replicas", component.replicas),
         );
     }
-    let resources = component.resources;
-    if resources.cpu_millis > 0 || resources.memory_bytes > 0 {
+    let amounts = |resources: Resources| {
         let mut fields = Fields::new();
         if resources.cpu_millis > 0 {
             fields = fields.field("cpu", format_cpu(resources.cpu_millis));
@@ -226,7 +225,17 @@ fn render_traits(component: &Component) -> Vec<Value> {
         if resources.memory_bytes > 0 {
             fields = fields.field("memory", format_memory(resources.memory_bytes));
         }
-        add("resource", fields);
+        fields
+    };
+    if !component.limits.is_zero() {
+        add(
+            "resource",
+            Fields::new()
+                .field("requests", amounts(component.resources))
+                .field("limits", amounts(component.limit())),
+        );
+    } else if !component.resources.is_zero() {
+        add("resource", amounts(component.resources));
     }
     if let Some(affinity) = render_affinity(&component.placement) {
         add("affinity", affinity);

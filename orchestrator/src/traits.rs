@@ -1,23 +1,20 @@
 //! Component traits, turned into the intents the scheduler works with: how many replicas, where
 //! they may go, and what each reserves.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde_yaml::Value;
 
+use crate::affinity::decode_affinity;
 use crate::diagnostics::Report;
-use crate::model::{MatchExpression, Operator, Placement, PreferredTerm, Spread};
-use crate::names::{check_label_key, check_label_value};
+use crate::kubevela;
+use crate::model::{Placement, Resources};
 use crate::path::FieldPath;
-use crate::raw::Integer;
-use crate::raw::{
-    RawAffinity, RawComponentList, RawMatchExpression, RawNodeAffinity, RawNodeSelector,
-    RawPreferredTerm, RawResource, RawRollout, RawScaler, RawSelectorTerm, RawSpread,
-    RawTopologySpread, RawTrait,
-};
-use crate::references::{Reference, unique_references};
+use crate::raw::{Integer, RawAmounts, RawResource, RawRollout, RawScaler, RawSpread, RawTrait};
+use crate::references::Reference;
 use crate::rollout::{RolloutSpec, Share};
 use crate::services::{Gateway, Service, decode_expose, decode_gateway};
+use crate::spread::{decode_spread, decode_topology_spread};
 use crate::workloads::{Amount, check_range, decode_quantity};
 
 /// The trait types this orchestrator understands.
@@ -90,9 +87,14 @@ pub(crate) struct TraitIntents {
     pub avoid: Vec<Reference>,
     pub cpu_millis: Option<u64>,
     pub memory_bytes: Option<u64>,
+    /// `limits` beyond the reservation (only where greater than it).
+    pub limits: Resources,
     pub rollout: Option<RolloutSpec>,
     pub service: Option<Service>,
     pub gateway: Option<Gateway>,
+    /// The components a `topologyspreadconstraints` label selector names: only the component
+    /// itself may be, which is checked once its name is known.
+    pub spread_selects: Vec<Reference>,
 }
 
 /// Decodes the `traits` list at `path`, reporting every problem; what could not be decoded is
@@ -118,11 +120,13 @@ pub(crate) fn decode_traits(
             continue;
         };
         let Some(kind) = TraitKind::ALL.into_iter().find(|kind| kind.name() == name) else {
-            let expected = TraitKind::known_names();
-            report.error(
-                &trait_path.key("type"),
-                format!("unknown trait type {name:?}; expected one of {expected}"),
-            );
+            let expected = format!("expected one of {}", TraitKind::known_names());
+            let message = if kubevela::TRAIT_TYPES.contains(&name.as_str()) {
+                kubevela::unsupported(&format!("trait type {name:?}"), &expected)
+            } else {
+                format!("unknown trait type {name:?}; {expected}")
+            };
+            report.error(&trait_path.key("type"), message);
             continue;
         };
         if let Some(&first) = first_use.get(&kind.intent()) {
@@ -282,254 +286,6 @@ fn decode_share(
     Some(share)
 }
 
-fn decode_affinity(
-    properties: Value,
-    path: &FieldPath,
-    report: &mut Report,
-    intents: &mut TraitIntents,
-) {
-    let Some(raw) = report.decode::<RawAffinity>(properties, path) else {
-        return;
-    };
-    let placement = &mut intents.placement;
-    if let Some(node_selector) = raw.node_selector {
-        placement.node_selector =
-            decode_node_selector(node_selector, &path.key("nodeSelector"), report);
-    }
-    if let Some(node_affinity) = raw.node_affinity {
-        decode_node_affinity(node_affinity, &path.key("nodeAffinity"), report, placement);
-    }
-    if let Some(list) = raw.pod_affinity {
-        intents.colocate_with = component_list(list, &path.key("podAffinity"), report);
-    }
-    if let Some(list) = raw.pod_anti_affinity {
-        intents.avoid = component_list(list, &path.key("podAntiAffinity"), report);
-        let colocated: HashSet<&str> = intents
-            .colocate_with
-            .iter()
-            .map(|wanted| wanted.name.as_str())
-            .collect();
-        for avoided in &intents.avoid {
-            if colocated.contains(avoided.name.as_str()) {
-                report.error(
-                    &avoided.path,
-                    format!(
-                        "{:?} is listed in both podAffinity and podAntiAffinity; a component \
-                         cannot both share nodes with and avoid another",
-                        avoided.name
-                    ),
-                );
-            }
-        }
-    }
-    placement.colocate_with = intents
-        .colocate_with
-        .iter()
-        .map(|r| r.name.clone())
-        .collect();
-    placement.avoid = intents.avoid.iter().map(|r| r.name.clone()).collect();
-}
-
-fn decode_node_selector(
-    selector: BTreeMap<String, String>,
-    path: &FieldPath,
-    report: &mut Report,
-) -> BTreeMap<String, String> {
-    for (key, value) in &selector {
-        let entry_path = path.key(key);
-        report.check(&entry_path, check_label_key(key));
-        report.check(&entry_path, check_label_value(value));
-    }
-    selector
-}
-
-fn decode_node_affinity(
-    node_affinity: Value,
-    path: &FieldPath,
-    report: &mut Report,
-    placement: &mut Placement,
-) {
-    let Some(raw) = report.decode::<RawNodeAffinity>(node_affinity, path) else {
-        return;
-    };
-    let required_path = path.key("required");
-    let required = raw
-        .required
-        .and_then(|required| report.decode::<RawNodeSelector>(required, &required_path));
-    if let Some(required) = required {
-        let terms_path = required_path.key("nodeSelectorTerms");
-        if required.node_selector_terms.is_empty() {
-            report.error(
-                &terms_path,
-                "nodeSelectorTerms is empty; expected at least one term (a node qualifies if \
-                 any term matches)",
-            );
-        }
-        placement.required_terms = required
-            .node_selector_terms
-            .into_iter()
-            .enumerate()
-            .map(|(index, term)| decode_term(term, &terms_path.index(index), report))
-            .collect();
-    }
-    let preferred_path = path.key("preferred");
-    for (index, value) in raw.preferred.unwrap_or_default().into_iter().enumerate() {
-        let term_path = preferred_path.index(index);
-        let Some(raw) = report.decode::<RawPreferredTerm>(value, &term_path) else {
-            continue;
-        };
-        let weight = match u32::try_from(raw.weight) {
-            Ok(weight) if (1..=100).contains(&weight) => weight,
-            _ => {
-                report.error(
-                    &term_path.key("weight"),
-                    format!("weight must be between 1 and 100; got {}", raw.weight),
-                );
-                continue;
-            }
-        };
-        let expressions = decode_term(raw.preference, &term_path.key("preference"), report);
-        placement.preferred.push(PreferredTerm {
-            weight,
-            expressions,
-        });
-    }
-}
-
-/// A node selector term: all of its expressions must match.
-fn decode_term(term: Value, path: &FieldPath, report: &mut Report) -> Vec<MatchExpression> {
-    let Some(term) = report.decode::<RawSelectorTerm>(term, path) else {
-        return Vec::new();
-    };
-    let expressions_path = path.key("matchExpressions");
-    if term.match_expressions.is_empty() {
-        report.error(
-            &expressions_path,
-            "matchExpressions is empty; expected at least one expression",
-        );
-    }
-    term.match_expressions
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, raw)| decode_expression(raw, &expressions_path.index(index), report))
-        .collect()
-}
-
-fn decode_expression(
-    expression: Value,
-    path: &FieldPath,
-    report: &mut Report,
-) -> Option<MatchExpression> {
-    let raw: RawMatchExpression = report.decode(expression, path)?;
-    let key_ok = report.check(&path.key("key"), check_label_key(&raw.key));
-    let operator = match raw.operator.as_str() {
-        "In" => Operator::In,
-        "NotIn" => Operator::NotIn,
-        "Exists" => Operator::Exists,
-        "DoesNotExist" => Operator::DoesNotExist,
-        other => {
-            report.error(
-                &path.key("operator"),
-                format!(
-                    "unknown operator {other:?}; expected one of In, NotIn, Exists, DoesNotExist"
-                ),
-            );
-            return None;
-        }
-    };
-    let values = raw.values.unwrap_or_default();
-    let values_path = path.key("values");
-    let values_ok = match operator {
-        Operator::In | Operator::NotIn if values.is_empty() => {
-            report.error(
-                &values_path,
-                format!("operator {} needs at least one value", raw.operator),
-            );
-            false
-        }
-        Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
-            report.error(
-                &values_path,
-                format!("operator {} takes no values; remove them", raw.operator),
-            );
-            false
-        }
-        _ => values.iter().enumerate().all(|(index, value)| {
-            report.check(&values_path.index(index), check_label_value(value))
-        }),
-    };
-    (key_ok && values_ok).then_some(MatchExpression {
-        key: raw.key,
-        operator,
-        values,
-    })
-}
-
-/// The names in a `podAffinity` or `podAntiAffinity` list; each may be listed once.
-fn component_list(list: Value, path: &FieldPath, report: &mut Report) -> Vec<Reference> {
-    let Some(list) = report.decode::<RawComponentList>(list, path) else {
-        return Vec::new();
-    };
-    unique_references(list.components, &path.key("components"), report)
-}
-
-fn decode_spread(raw: RawSpread, path: &FieldPath, report: &mut Report) -> Option<Spread> {
-    let max_skew = raw.max_skew.unwrap_or(1);
-    let max_skew = match u32::try_from(max_skew) {
-        Ok(max_skew) if max_skew >= 1 => Some(max_skew),
-        _ => {
-            report.error(
-                &path.key("maxSkew"),
-                format!("maxSkew must be at least 1; got {max_skew}"),
-            );
-            None
-        }
-    };
-    let key_ok = raw
-        .topology_key
-        .as_ref()
-        .is_none_or(|key| report.check(&path.key("topologyKey"), check_label_key(key)));
-    Some(Spread {
-        topology_key: raw.topology_key,
-        max_skew: max_skew?,
-    })
-    .filter(|_| key_ok)
-}
-
-/// KubeVela's `topologyspreadconstraints`, narrowed to the single constraint `spread` expresses.
-fn decode_topology_spread(
-    properties: Value,
-    path: &FieldPath,
-    report: &mut Report,
-    intents: &mut TraitIntents,
-) {
-    let Some(raw) = report.decode::<RawTopologySpread>(properties, path) else {
-        return;
-    };
-    let constraints_path = path.key("constraints");
-    if raw.constraints.len() > 1 {
-        report.error(
-            &constraints_path.index(1),
-            format!(
-                "only one constraint is supported; found {}",
-                raw.constraints.len()
-            ),
-        );
-    }
-    match raw.constraints.into_iter().next() {
-        Some(constraint) => {
-            let constraint_path = constraints_path.index(0);
-            if let Some(constraint) = report.decode::<RawSpread>(constraint, &constraint_path) {
-                intents.placement.spread = decode_spread(constraint, &constraint_path, report);
-            }
-        }
-        None => report.error(
-            &constraints_path,
-            "constraints is empty; expected one constraint",
-        ),
-    }
-}
-
 fn decode_resource(
     properties: Value,
     path: &FieldPath,
@@ -539,16 +295,79 @@ fn decode_resource(
     let Some(raw) = report.decode::<RawResource>(properties, path) else {
         return;
     };
-    if raw.cpu.is_none() && raw.memory.is_none() {
+    let short = raw.cpu.is_some() || raw.memory.is_some();
+    let long = raw.requests.is_some() || raw.limits.is_some();
+    if !short && !long {
         report.error(
             path,
-            "the resource trait sets neither cpu nor memory; expected one or both",
+            "the resource trait sets neither cpu nor memory; expected one or both \
+             (or requests and limits)",
         );
     }
-    intents.cpu_millis = raw
-        .cpu
-        .and_then(|cpu| decode_quantity(cpu, &path.key("cpu"), report, Amount::Cpu));
-    intents.memory_bytes = raw
-        .memory
-        .and_then(|memory| decode_quantity(memory, &path.key("memory"), report, Amount::Memory));
+    if short && long {
+        let field = if raw.requests.is_some() {
+            "requests"
+        } else {
+            "limits"
+        };
+        report.error(
+            &path.key(field),
+            "write cpu and memory, or requests and limits, not both",
+        );
+        return;
+    }
+    if short {
+        (intents.cpu_millis, intents.memory_bytes) =
+            decode_amounts(raw.cpu, raw.memory, path, report);
+        return;
+    }
+    // Kubernetes' rules: a request left out is the limit; a limit below its request is wrong.
+    let mut amounts = |value: Option<Value>, field: &str| {
+        let path = path.key(field);
+        value
+            .and_then(|value| report.decode::<RawAmounts>(value, &path))
+            .map(|raw| decode_amounts(raw.cpu, raw.memory, &path, report))
+            .unwrap_or_default()
+    };
+    let requests = amounts(raw.requests, "requests");
+    let limits = amounts(raw.limits, "limits");
+    let fields = [
+        ("cpu", requests.0, limits.0),
+        ("memory", requests.1, limits.1),
+    ];
+    let mut reserved = [None, None];
+    let mut limited = [0, 0];
+    for (index, (field, request, limit)) in fields.into_iter().enumerate() {
+        reserved[index] = request.or(limit);
+        if let (Some(request), Some(limit)) = (request, limit) {
+            if limit < request {
+                report.error(
+                    &path.key("limits").key(field),
+                    format!("limits.{field} is less than requests.{field}; a limit is at least the request"),
+                );
+            } else if limit > request {
+                limited[index] = limit;
+            }
+        }
+    }
+    [intents.cpu_millis, intents.memory_bytes] = reserved;
+    intents.limits = Resources {
+        cpu_millis: limited[0],
+        memory_bytes: limited[1],
+    };
+}
+
+/// `cpu` and `memory` quantities under `path`.
+fn decode_amounts(
+    cpu: Option<Value>,
+    memory: Option<Value>,
+    path: &FieldPath,
+    report: &mut Report,
+) -> (Option<u64>, Option<u64>) {
+    (
+        cpu.and_then(|cpu| decode_quantity(cpu, &path.key("cpu"), report, Amount::Cpu)),
+        memory.and_then(|memory| {
+            decode_quantity(memory, &path.key("memory"), report, Amount::Memory)
+        }),
+    )
 }

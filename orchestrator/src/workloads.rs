@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde_yaml::Value;
 
 use crate::diagnostics::Report;
+use crate::kubevela;
 use crate::model::{
     ContainerSpec, EnvVar, INTAKE_ALL, LEARNER_AGGREGATIONS, LEARNER_BACKENDS, LEARNER_MODELS,
     LearnerSpec, LearningRate, PortSpec, ProcessSpec, RestartPolicy, Workload,
@@ -60,13 +61,13 @@ pub(crate) fn decode_workload(
             decode_learner(properties, path, report).map(Workload::Learner),
         ),
         other => {
-            report.error(
-                &component_path.key("type"),
-                format!(
-                    "unknown component type {other:?}; expected one of {}",
-                    COMPONENT_TYPES.join(", ")
-                ),
-            );
+            let expected = format!("expected one of {}", COMPONENT_TYPES.join(", "));
+            let message = if kubevela::COMPONENT_TYPES.contains(&other) {
+                kubevela::unsupported(&format!("component type {other:?}"), &expected)
+            } else {
+                format!("unknown component type {other:?}; {expected}")
+            };
+            report.error(&component_path.key("type"), message);
             DecodedWorkload::without_resources(None)
         }
     }
@@ -405,6 +406,14 @@ fn decode_container(
     single_port_exposed: bool,
     wrap: fn(ContainerSpec) -> Workload,
 ) -> DecodedWorkload {
+    let mut properties = properties;
+    if let Value::Mapping(mapping) = &mut properties {
+        for field in kubevela::CONTAINER_FIELDS {
+            if mapping.remove(*field).is_some() {
+                report.error(&path.key(field), kubevela::unsupported(field, "remove it"));
+            }
+        }
+    }
     let Some(raw) = report.decode::<RawContainer>(properties, path) else {
         return DecodedWorkload::without_resources(None);
     };

@@ -461,7 +461,8 @@ impl Node {
                 let runner = runtime.runner(ContainerLaunch {
                     id: id.clone(),
                     spec: spec.clone(),
-                    resources: component.resources,
+                    // Docker enforces what a container may use: its limit.
+                    resources: component.limit(),
                     replicas: component.replicas,
                     node: self.name().to_string(),
                     fingerprint,

@@ -131,6 +131,8 @@ impl ContainerRuntime {
 pub struct ContainerLaunch {
     pub id: WorkloadId,
     pub spec: ContainerSpec,
+    /// What Docker lets the container use: the component's limit (its reservation unless the
+    /// `resource` trait sets higher `limits`).
     pub resources: Resources,
     pub replicas: u32,
     pub node: String,

@@ -267,6 +267,7 @@ pub fn process_component(name: &str, replicas: u32, placement: Placement) -> Com
         rollout: None,
         service: None,
         gateway: None,
+        limits: Default::default(),
     }
 }
 

@@ -379,6 +379,10 @@ fn component(names: Vec<String>, index: usize) -> impl Strategy<Value = Componen
         prop::option::of(rollout()),
         prop::option::of(service()),
         prop::option::of(gateway()),
+        (
+            prop_oneof![Just(0u64), 1..=4_000u64],
+            prop_oneof![Just(0u64), 1..=(1u64 << 30)],
+        ),
     )
         .prop_map(
             move |(
@@ -390,15 +394,30 @@ fn component(names: Vec<String>, index: usize) -> impl Strategy<Value = Componen
                 rollout,
                 service,
                 gateway,
+                (extra_cpu, extra_memory),
             )| {
                 // A learner is never a service.
                 let serves = !matches!(workload, Workload::Learner(_));
+                // Limits above the reservation, for containers only.
+                let container = matches!(workload, Workload::Webservice(_) | Workload::Worker(_));
+                let above = |reserved: u64, extra: u64| {
+                    if container && reserved > 0 && extra > 0 {
+                        reserved + extra
+                    } else {
+                        0
+                    }
+                };
+                let limits = Resources {
+                    cpu_millis: above(resources.cpu_millis, extra_cpu),
+                    memory_bytes: above(resources.memory_bytes, extra_memory),
+                };
                 Component {
                     name: name.clone(),
                     workload,
                     replicas,
                     placement,
                     resources,
+                    limits,
                     depends_on,
                     rollout,
                     service: service.filter(|_| serves),
@@ -480,7 +499,13 @@ fn policies() -> impl Strategy<Value = Vec<Policy>> {
             .map(|(name, (kind, properties))| Policy {
                 name,
                 kind: kind.to_owned(),
-                properties,
+                // An override's properties are applied, and have a shape of their own; the
+                // policies tests check that rendering an overridden application is stable.
+                properties: if kind == "override" {
+                    Default::default()
+                } else {
+                    properties
+                },
             })
             .collect()
     })

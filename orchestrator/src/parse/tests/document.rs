@@ -227,11 +227,14 @@ fn unknown_fields_name_the_allowed_ones_and_are_all_reported() {
 }
 
 #[test]
-fn workflows_are_refused_by_name() {
+fn an_empty_workflow_is_accepted_with_a_note() {
     let source = HELLO.replace("spec:\n", "spec:\n  workflow:\n    steps: []\n");
-    let diagnostics = parse_err(&source);
-    let error = at(&diagnostics, "spec.workflow", "workflows are not supported");
-    assert_eq!(position(error), (6, 3));
+    let parsed = parse_document(&source, "app.yaml").expect("valid");
+    assert_eq!(parsed.notes.len(), 1);
+    assert_eq!(
+        (parsed.notes[0].line, parsed.notes[0].column),
+        (Some(6), Some(3))
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! One test per rule: each asserts the path, the position and the key words of the message.
 
 mod document;
+mod kubernetes_shapes;
+mod policies;
 mod probes;
 mod references;
 mod services;
