@@ -16,7 +16,7 @@ use crate::trust::authority::encode;
 use crate::trust::revocation::Revocation;
 use crate::trust::seal::{Seal, Sealer};
 use crate::trust::statement::{Map, statement};
-use crate::wire::{WireError, read_frame, write_frame};
+use crate::wire::{WireError, read_frame_counted, write_frame};
 use orchestrator::state::{Entry, Timestamp};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -245,19 +245,34 @@ impl Client {
 pub struct Responses {
     recv: quinn::RecvStream,
     agent: SocketAddr,
+    bytes_read: u64,
 }
 
 impl Responses {
     pub fn new(recv: quinn::RecvStream, agent: SocketAddr) -> Self {
-        Responses { recv, agent }
+        Responses {
+            recv,
+            agent,
+            bytes_read: 0,
+        }
     }
 
     pub async fn next(&mut self) -> Result<Option<Response>, ClientError> {
-        read_frame(&mut self.recv)
-            .await
-            .map_err(|source| ClientError::Wire {
-                agent: self.agent,
-                source,
-            })
+        let next =
+            read_frame_counted(&mut self.recv)
+                .await
+                .map_err(|source| ClientError::Wire {
+                    agent: self.agent,
+                    source,
+                })?;
+        Ok(next.map(|(response, bytes)| {
+            self.bytes_read += bytes;
+            response
+        }))
+    }
+
+    /// The bytes of the responses read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 }

@@ -89,7 +89,9 @@ pub async fn stream_logs(
         loop {
             tokio::select! {
                 line = live.recv() => match line {
-                    Some(line) => write_frame(&mut send, &Response::Log { line }).await?,
+                    Some(line) => {
+                        write_frame(&mut send, &Response::Log { line }).await?;
+                    }
                     None => break,
                 },
                 // The client went away: stop following.

@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::api::{Request, Response};
+use crate::cluster::counters::Channel;
 use crate::cluster::dissemination::known_entries;
 use crate::cluster::repair::RepairSchedule;
 use crate::cluster::replication::Updates;
@@ -73,7 +74,11 @@ pub async fn spread(node: Arc<Node>) {
             let node = node.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                match node.peers.request(target, &request).await {
+                match node
+                    .peers
+                    .exchange(Channel::Dissemination, target, &request)
+                    .await
+                {
                     Ok(Response::Pushed { known }) => {
                         if let Request::Push { updates } = request.as_ref() {
                             let mut rumours = node.rumours.lock().expect("rumours lock");
@@ -147,7 +152,8 @@ async fn exchange(node: &Arc<Node>, peer: SocketAddr) -> RoundResult {
     let members = node.gossip.view.borrow().digest;
     let (state_in_sync, members_in_sync) = match node
         .peers
-        .request(
+        .exchange(
+            Channel::AntiEntropy,
             peer,
             &Request::SyncFingerprint {
                 fingerprint,
@@ -167,7 +173,7 @@ async fn exchange(node: &Arc<Node>, peer: SocketAddr) -> RoundResult {
         let states = node.gossip.view.borrow().states.as_ref().clone();
         match node
             .peers
-            .request(peer, &Request::SyncMembers { states })
+            .exchange(Channel::AntiEntropy, peer, &Request::SyncMembers { states })
             .await?
         {
             Response::Members { states } => node.gossip.apply(states),
@@ -180,7 +186,7 @@ async fn exchange(node: &Arc<Node>, peer: SocketAddr) -> RoundResult {
     let digest = node.state.read(|r| r.digest());
     let (updates, wanted) = match node
         .peers
-        .request(peer, &Request::SyncDigest { digest })
+        .exchange(Channel::AntiEntropy, peer, &Request::SyncDigest { digest })
         .await?
     {
         Response::SyncReply { updates, wanted } => (updates, wanted),
@@ -192,7 +198,9 @@ async fn exchange(node: &Arc<Node>, peer: SocketAddr) -> RoundResult {
     }
     if !wanted.is_empty() {
         let updates = node.state.read(|r| r.entries_for(&wanted));
-        node.peers.request(peer, &Request::Push { updates }).await?;
+        node.peers
+            .exchange(Channel::AntiEntropy, peer, &Request::Push { updates })
+            .await?;
     }
     Ok(())
 }

@@ -22,23 +22,31 @@ pub enum WireError {
     Decode(#[from] serde_json::Error),
 }
 
+/// Writes one message; returns the bytes it took on the stream.
 pub async fn write_frame<T: Serialize>(
     send: &mut SendStream,
     message: &T,
-) -> Result<(), WireError> {
+) -> Result<u64, WireError> {
     let body = serde_json::to_vec(message)?;
     if body.len() > MAX_FRAME_BYTES {
         return Err(WireError::TooLarge(body.len()));
     }
     send.write_all(&(body.len() as u32).to_be_bytes()).await?;
     send.write_all(&body).await?;
-    Ok(())
+    Ok(4 + body.len() as u64)
 }
 
 /// Reads the next message, or `None` when the peer finished the stream cleanly.
 pub async fn read_frame<T: DeserializeOwned>(
     recv: &mut RecvStream,
 ) -> Result<Option<T>, WireError> {
+    Ok(read_frame_counted(recv).await?.map(|(message, _)| message))
+}
+
+/// [`read_frame`], with the bytes the message took on the stream.
+pub async fn read_frame_counted<T: DeserializeOwned>(
+    recv: &mut RecvStream,
+) -> Result<Option<(T, u64)>, WireError> {
     let mut len = [0u8; 4];
     match recv.read_exact(&mut len).await {
         Ok(()) => {}
@@ -51,7 +59,7 @@ pub async fn read_frame<T: DeserializeOwned>(
     }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await?;
-    Ok(Some(serde_json::from_slice(&body)?))
+    Ok(Some((serde_json::from_slice(&body)?, 4 + len as u64)))
 }
 
 /// Learner bodies follow their request or response frame as raw bytes: a 4-byte big-endian

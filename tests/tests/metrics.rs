@@ -126,6 +126,13 @@ spec:
           properties: {{replicas: 3}}
         - type: spread
           properties: {{}}
+    - name: checked
+      type: process
+      properties:
+        command: ["sleep", "3600"]
+        readinessProbe:
+          exec: {{command: ["true"]}}
+          periodSeconds: 1
 "#
         ),
     );
@@ -179,4 +186,37 @@ spec:
     );
     let up = prometheus.query("up{job=\"gossipd\"}");
     assert!(up.len() == 3 && up.iter().all(|(_, v)| *v == 1.0), "{up:?}");
+
+    // Failure detection and state traffic, per agent.
+    let acked = prometheus.query("gossipctl_swim_probes_total{outcome=\"acked\"} > 0");
+    assert_eq!(
+        acked.len(),
+        3,
+        "every agent's probes are answered: {acked:?}"
+    );
+    let failed = prometheus.query("gossipctl_swim_verdicts_total{verdict=\"declared_down\"} > 0");
+    assert!(
+        failed.is_empty(),
+        "no agent declared a live one down: {failed:?}"
+    );
+    let pushed = prometheus.query(
+        "sum by (instance) (gossipctl_state_bytes_total{channel=\"dissemination\",direction=\"sent\"}) > 0",
+    );
+    assert!(
+        !pushed.is_empty(),
+        "the deploy was pushed as rumours: {pushed:?}"
+    );
+    // The readiness probe's checks, on the one node that runs the replica.
+    let mut checks = Vec::new();
+    wait_for(
+        "probe checks to be scraped",
+        Duration::from_secs(30),
+        || {
+            checks = prometheus.query(&format!(
+            "gossipctl_probe_checks_total{{replica=\"{app}/checked/0\",probe=\"readiness\",result=\"passed\"}} > 0"
+        ));
+            !checks.is_empty()
+        },
+    );
+    assert_eq!(checks.len(), 1, "{checks:?}");
 }

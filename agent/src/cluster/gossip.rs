@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::api::{Request, Response};
+use crate::cluster::counters::ClusterCounters;
 use crate::cluster::health::LocalHealth;
 use crate::cluster::hints::Digests;
 use crate::cluster::membership::{
@@ -305,6 +306,16 @@ impl Shell {
         let digests = self.digests();
         for (addr, packet) in effects.send {
             self.peers.send_datagram(addr, digests.frame(&packet));
+        }
+        let counters = &self.peers.counters;
+        for (counter, amount) in [
+            (&counters.acks, effects.acks - effects.indirect_acks),
+            (&counters.indirect_acks, effects.indirect_acks),
+            (&counters.probes_failed, effects.probes_failed),
+            (&counters.suspected, effects.suspected),
+            (&counters.declared_down, effects.declared),
+        ] {
+            ClusterCounters::add(counter, amount.into());
         }
         let before = self.health.score();
         for _ in 0..effects.probes_failed {

@@ -96,6 +96,12 @@ pub struct Effects {
     /// evidence [`crate::cluster::health`] weighs.
     pub probes_failed: u32,
     pub acks: u32,
+    /// Of `acks`, those relayed by another member (an indirect probe's answer).
+    pub indirect_acks: u32,
+    /// Members this step began to suspect (our own probes failed), and suspects our own
+    /// timer declared down.
+    pub suspected: u32,
+    pub declared: u32,
     /// Members another member suspects and we do not: check each at once (a request over
     /// our own connection, [`Membership::check_timeout`] long) and report a failure with
     /// [`Membership::check_failed`]. See [`crate::cluster::suspicion`].
@@ -350,6 +356,7 @@ impl Membership {
         self.foca.handle_timer(timer, &mut self.runtime)?;
         let mut effects = self.drain();
         if declaring && !effects.down.is_empty() {
+            effects.declared = effects.down.len() as u32;
             effects.notice = Some(self.death_notice(&effects.down));
         }
         Ok(effects)
@@ -529,7 +536,10 @@ impl Membership {
             } = &timer
             {
                 match lock(&self.suspicions).suspect(&member_id.name, *incarnation, after) {
-                    Some(note) => notes.push(note),
+                    Some(note) => {
+                        effects.suspected += 1;
+                        notes.push(note);
+                    }
                     None => continue,
                 }
             }
@@ -566,14 +576,14 @@ impl Membership {
                 }
                 OwnedNotification::MemberUp(_) => effects.changed = true,
                 OwnedNotification::ProbeFailed(..) => effects.probes_failed += 1,
-                OwnedNotification::DataReceived(header) => {
-                    if matches!(
-                        header.message,
-                        foca::Message::Ack(_) | foca::Message::ForwardedAck { .. }
-                    ) {
+                OwnedNotification::DataReceived(header) => match header.message {
+                    foca::Message::Ack(_) => effects.acks += 1,
+                    foca::Message::ForwardedAck { .. } => {
                         effects.acks += 1;
+                        effects.indirect_acks += 1;
                     }
-                }
+                    _ => {}
+                },
                 _ => {}
             }
         }

@@ -1,6 +1,7 @@
 //! The cluster layer: membership (SWIM), the replicated state and how it spreads, and the
 //! mutually authenticated QUIC transport both run over.
 
+pub mod counters;
 pub mod dissemination;
 pub mod gossip;
 pub mod health;

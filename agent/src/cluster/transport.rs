@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{Request, Response};
 use crate::client::Responses;
+use crate::cluster::counters::{Channel, ClusterCounters};
 use crate::cluster::identity::{ANY_AGENT_SERVER_NAME, Role};
 use crate::cluster::tls::peer_role;
 use crate::wire::{WireError, read_body, read_frame, write_body, write_frame};
@@ -55,8 +56,8 @@ pub struct Peers {
     inbound: mpsc::Sender<Inbound>,
     /// Connections this agent dialled, for the server to answer requests on.
     dialled: mpsc::UnboundedSender<Connection>,
-    /// Membership datagram bytes sent and received, for the metrics.
-    pub membership_bytes: [std::sync::atomic::AtomicU64; 2],
+    /// What the cluster layer counts, for the metrics.
+    pub counters: ClusterCounters,
 }
 
 /// Connections an agent dialled: its server answers the requests peers send on them.
@@ -70,7 +71,7 @@ impl Peers {
             connections: Mutex::default(),
             inbound,
             dialled,
-            membership_bytes: Default::default(),
+            counters: ClusterCounters::default(),
         });
         (peers, to_serve)
     }
@@ -103,8 +104,7 @@ impl Peers {
         let peers = self.clone();
         tokio::spawn(async move {
             while let Ok(datagram) = connection.read_datagram().await {
-                peers.membership_bytes[1]
-                    .fetch_add(datagram.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                ClusterCounters::add(&peers.counters.membership_bytes[1], datagram.len() as u64);
                 // A full queue means the membership loop is behind: dropping is what UDP
                 // would do, and SWIM tolerates it.
                 let _ = inbound.try_send((name.clone(), datagram));
@@ -172,9 +172,7 @@ impl Peers {
         tokio::spawn(async move {
             match peers.connection(addr).await {
                 Ok(connection) => {
-                    let length = packet.len() as u64;
-                    peers.membership_bytes[0]
-                        .fetch_add(length, std::sync::atomic::Ordering::Relaxed);
+                    ClusterCounters::add(&peers.counters.membership_bytes[0], packet.len() as u64);
                     if let Err(e) = connection.send_datagram(packet) {
                         tracing::debug!(%addr, "datagram not sent: {e}");
                     }
@@ -196,6 +194,34 @@ impl Peers {
             .await
             .map_err(|e| TransportError::Stream(addr, e.to_string()))?
             .ok_or(TransportError::NoAnswer(addr))
+    }
+
+    /// Sends one request about replicated state, counting its bytes under `channel`.
+    pub async fn exchange(
+        self: &Arc<Self>,
+        channel: Channel,
+        addr: SocketAddr,
+        request: &Request,
+    ) -> Result<Response, TransportError> {
+        let connection = self.connection(addr).await?;
+        let (mut send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
+        let sent = write_frame(&mut send, request)
+            .await
+            .map_err(|e| TransportError::Wire(addr, e))?;
+        let _ = send.finish();
+        let mut responses = Responses::new(recv, addr);
+        let response = responses
+            .next()
+            .await
+            .map_err(|e| TransportError::Stream(addr, e.to_string()))?
+            .ok_or(TransportError::NoAnswer(addr));
+        let bytes = self.counters.state_bytes(channel);
+        ClusterCounters::add(&bytes[0], sent);
+        ClusterCounters::add(&bytes[1], responses.bytes_read());
+        response
     }
 
     /// UDP bytes sent and received on the open connections to peers (membership, state

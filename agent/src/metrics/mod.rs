@@ -6,7 +6,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
@@ -22,7 +21,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::cluster::counters::{Channel, ClusterCounters};
 use crate::node::{Node, VERSION};
+use crate::runtime::probe::Kind;
 
 type Labels = Vec<(String, String)>;
 
@@ -188,17 +189,85 @@ impl Collector for Scrape {
             &entries,
         )?;
 
+        let counters = &node.peers.counters;
         let membership = Family::<Labels, Counter>::default();
+        let state = Family::<Labels, Counter>::default();
         for (i, direction) in ["sent", "received"].into_iter().enumerate() {
             membership
                 .get_or_create(&labels(&[("direction", direction)]))
-                .inc_by(node.peers.membership_bytes[i].load(Ordering::Relaxed));
+                .inc_by(ClusterCounters::read(&counters.membership_bytes[i]));
+            for channel in Channel::ALL {
+                state
+                    .get_or_create(&labels(&[
+                        ("channel", channel.name()),
+                        ("direction", direction),
+                    ]))
+                    .inc_by(ClusterCounters::read(&counters.state_bytes(channel)[i]));
+            }
         }
         put(
             &mut encoder,
             "gossipctl_membership_bytes",
             "SWIM membership datagram bytes",
             &membership,
+        )?;
+        put(
+            &mut encoder,
+            "gossipctl_state_bytes",
+            "Replicated-state bytes of the exchanges this agent starts: rumour pushes (dissemination) and repair rounds (anti_entropy); sent: requests, received: answers",
+            &state,
+        )?;
+        let probes = Family::<Labels, Counter>::default();
+        for (outcome, counter) in [
+            ("acked", &counters.acks),
+            ("acked_indirectly", &counters.indirect_acks),
+            ("failed", &counters.probes_failed),
+        ] {
+            probes
+                .get_or_create(&labels(&[("outcome", outcome)]))
+                .inc_by(ClusterCounters::read(counter));
+        }
+        put(
+            &mut encoder,
+            "gossipctl_swim_probes",
+            "SWIM probe outcomes: an ack to a direct probe, an ack relayed by another member (indirect probe), or no ack in the probe period",
+            &probes,
+        )?;
+        let verdicts = Family::<Labels, Counter>::default();
+        for (verdict, counter) in [
+            ("suspected", &counters.suspected),
+            ("declared_down", &counters.declared_down),
+        ] {
+            verdicts
+                .get_or_create(&labels(&[("verdict", verdict)]))
+                .inc_by(ClusterCounters::read(counter));
+        }
+        put(
+            &mut encoder,
+            "gossipctl_swim_verdicts",
+            "Members this agent's own probes made it suspect, and suspects its own timer declared down",
+            &verdicts,
+        )?;
+        let checks = Family::<Labels, Counter>::default();
+        for (id, results) in node.probe_checks() {
+            let replica = id.to_string();
+            for kind in Kind::ALL {
+                for (index, result) in ["passed", "failed"].into_iter().enumerate() {
+                    checks
+                        .get_or_create(&labels(&[
+                            ("replica", &replica),
+                            ("probe", kind.name()),
+                            ("result", result),
+                        ]))
+                        .inc_by(results[kind as usize][index]);
+                }
+            }
+        }
+        put(
+            &mut encoder,
+            "gossipctl_probe_checks",
+            "Health-probe checks this node's replicas ran, by probe and result",
+            &checks,
         )?;
         let (sent, received) = node.peers.connection_bytes();
         let connections = Family::<Labels, Gauge>::default();

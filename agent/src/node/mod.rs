@@ -489,6 +489,16 @@ impl Node {
         })
     }
 
+    /// Probe checks each local replica ran, `[kind][passed, failed]`, for the metrics.
+    pub(crate) fn probe_checks(&self) -> Vec<(WorkloadId, [[u64; 2]; 2])> {
+        let replicas = self.replicas.lock().expect("replicas lock");
+        replicas
+            .iter()
+            .map(|(id, replica)| (id.clone(), replica.supervisor.probe_checks()))
+            .filter(|(_, checks)| checks.iter().flatten().any(|&n| n > 0))
+            .collect()
+    }
+
     fn supervise(&self, id: &WorkloadId, runner: impl Runner, probes: Probes) -> Supervisor {
         Supervisor::start(id, runner, probes, self.logs.clone(), self.wake.clone())
     }

@@ -180,6 +180,10 @@ impl probe::Report for ProbeReport {
     fn note(&self, text: &str) {
         self.logs.append(&self.id, LogStream::Agent, text);
     }
+
+    fn checked(&self, kind: probe::Kind, passed: bool) {
+        self.observed.checks[kind as usize][usize::from(!passed)].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A running supervisor; dropping it does not stop the replica, [`Supervisor::stop`] does.
@@ -211,6 +215,7 @@ impl Supervisor {
         let (stop, stop_rx) = watch::channel(false);
         let observed = Arc::new(Observed {
             status,
+            checks: Default::default(),
             attempt: AtomicU64::new(0),
             changed,
         });
@@ -233,6 +238,14 @@ impl Supervisor {
         self.observed.status.lock().expect("status lock").clone()
     }
 
+    /// Probe checks run so far, `[kind][passed, failed]` (see [`probe::Kind`]).
+    pub fn probe_checks(&self) -> [[u64; 2]; 2] {
+        self.observed
+            .checks
+            .each_ref()
+            .map(|results| results.each_ref().map(|n| n.load(Ordering::Relaxed)))
+    }
+
     /// Asks the replica to stop (for a process: SIGTERM, then SIGKILL after [`STOP_GRACE`]);
     /// the returned future completes when it is gone. Asking twice is harmless.
     pub fn stop(&mut self) -> impl Future<Output = ()> + Send + 'static {
@@ -249,6 +262,8 @@ impl Supervisor {
 /// A replica's status and whom to tell when it changes.
 struct Observed {
     status: Mutex<Status>,
+    /// Probe checks run, `[kind][passed, failed]`, for the metrics.
+    checks: [[AtomicU64; 2]; 2],
     /// The current attempt's number, changed under the status lock.
     attempt: AtomicU64,
     changed: Arc<Notify>,

@@ -24,6 +24,26 @@ pub trait Report: Send + Sync + 'static {
     fn readiness(&self, ready: bool, why: &str);
     /// A line for the replica's log.
     fn note(&self, text: &str);
+    /// One check ran and `passed` or not.
+    fn checked(&self, kind: Kind, passed: bool);
+}
+
+/// Which probe a check belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Readiness = 0,
+    Liveness = 1,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Readiness, Kind::Liveness];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Readiness => "readiness",
+            Kind::Liveness => "liveness",
+        }
+    }
 }
 
 /// Runs `probes` against `target` from `started` on; returns, with the last failure's
@@ -65,6 +85,7 @@ async fn readiness(
     loop {
         wait_for(started, probe, n).await;
         let outcome = check::check(target, &probe.action, timeout(probe)).await;
+        report.checked(Kind::Readiness, outcome.is_ok());
         let changed = tracker.record(outcome.is_ok());
         match (&outcome, changed) {
             (Ok(()), Some(true)) => {
@@ -99,7 +120,9 @@ async fn liveness(
     let mut n = 0;
     loop {
         wait_for(started, probe, n).await;
-        match check::check(target, &probe.action, timeout(probe)).await {
+        let outcome = check::check(target, &probe.action, timeout(probe)).await;
+        report.checked(Kind::Liveness, outcome.is_ok());
+        match outcome {
             Ok(()) => {
                 failures = 0;
                 tracker.record(true);
