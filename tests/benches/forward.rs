@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use e2e::Cluster;
 
 const SMALL_REQUESTS: usize = 2000;
-const TRANSFERS: usize = 9;
+const TRANSFERS: usize = 25;
 const BIG_MB: usize = 100;
 
 const APP: &str = r#"apiVersion: core.oam.dev/v1beta1
