@@ -210,6 +210,10 @@ mod tests {
         assert!(srv.answers[0].data.to_string().contains("8080"), "{srv:?}");
         let all = ask(address, "api.shop.svc.gossip.", RecordType::SRV).await;
         assert_eq!(all.answers.len(), 2, "one SRV record per port");
+        // IPv4 only: the name exists, with no IPv6 address, so resolvers use the A record.
+        let aaaa = ask(address, "api.shop.svc.gossip.", RecordType::AAAA).await;
+        assert_eq!(aaaa.metadata.response_code, ResponseCode::NoError);
+        assert!(aaaa.answers.is_empty(), "{aaaa:?}");
 
         let missing = ask(address, "web.shop.svc.gossip.", RecordType::A).await;
         assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
