@@ -22,9 +22,12 @@ const DEPLOY_STEPS: [&str; 3] = ["deploy", "apply-component", "apply-application
 /// Which policies the workflow's `deploy` steps ask for.
 #[derive(Debug, Default)]
 pub(crate) struct DeployPolicies {
-    /// One entry per `deploy` step, in step order; empty when there is none, in which case
-    /// every `override` policy applies (as in KubeVela's generated default workflow).
+    /// One entry per `deploy` step, in step order.
     pub steps: Vec<DeployStep>,
+    /// Whether the workflow has steps at all. Without any (no workflow, or `steps: []`),
+    /// every `override` policy applies, as in KubeVela's generated default workflow; with
+    /// only `apply-component` / `apply-application` steps, none does.
+    pub has_steps: bool,
 }
 
 #[derive(Debug)]
@@ -54,6 +57,7 @@ pub(crate) fn decode_workflow(
     }
     let steps_path = path.key("steps");
     for (index, step) in raw.steps.unwrap_or_default().into_iter().enumerate() {
+        plan.has_steps = true;
         let step_path = steps_path.index(index);
         if let Some(step) = decode_step(step, &step_path, report) {
             plan.steps.push(step);
@@ -147,8 +151,11 @@ impl DeployPolicies {
     ) -> Vec<usize> {
         let is_override = |index: &usize| policies[*index].1.as_deref() == Some("override");
         let Some(first) = self.steps.first() else {
-            // No workflow: KubeVela's default deploy step applies every override policy.
-            return (0..policies.len()).filter(is_override).collect();
+            return if self.has_steps {
+                Vec::new()
+            } else {
+                (0..policies.len()).filter(is_override).collect()
+            };
         };
         let known: Vec<&str> = policies.iter().filter_map(|(n, _)| n.as_deref()).collect();
         let mut chosen: Vec<Vec<usize>> = Vec::with_capacity(self.steps.len());

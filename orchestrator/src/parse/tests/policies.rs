@@ -435,3 +435,19 @@ fn kubevela_vocabulary_we_do_not_run_is_named_as_such() {
         "imagePullPolicy is valid in KubeVela, not supported by gossipctl",
     );
 }
+
+#[test]
+fn a_workflow_without_deploy_steps_applies_no_override() {
+    let application = parse_ok(&with(
+        "  policies:
+    - name: production
+      type: override
+      properties:
+        components: [{name: api, traits: [{type: scaler, properties: {replicas: 3}}]}]
+  workflow:
+    steps:
+      - {name: api, type: apply-component, properties: {component: api}}
+",
+    ));
+    assert_eq!(component(&application, "api").replicas, 1);
+}
