@@ -97,13 +97,13 @@ pub(crate) fn decode_component(
         report,
     );
 
-    let resources = reserved_resources(decoded.as_ref(), &traits, &path, report);
+    let (resources, limits) = reserved_resources(decoded.as_ref(), &traits, &path, report);
     let workload = decoded.and_then(|decoded| decoded.workload);
     let is_container = matches!(
         workload,
         Some(crate::model::Workload::Webservice(_) | crate::model::Workload::Worker(_))
     );
-    if !traits.limits.is_zero() && workload.is_some() && !is_container {
+    if !limits.is_zero() && workload.is_some() && !is_container {
         report.error(
             &path.key("traits"),
             "limits above the requests are enforced for containers (webservice, worker) only; \
@@ -118,7 +118,7 @@ pub(crate) fn decode_component(
             replicas: traits.replicas.unwrap_or(1),
             placement: traits.placement,
             resources,
-            limits: traits.limits,
+            limits,
             depends_on: depends_on
                 .iter()
                 .map(|reference| reference.name.clone())
@@ -139,17 +139,17 @@ pub(crate) fn decode_component(
     }
 }
 
-/// What each replica reserves: `cpu` and `memory` may come from a container's properties or
-/// from the `resource` trait, but each from only one of them.
+/// What each replica reserves and may use: `cpu` and `memory` (or `requests` and `limits`)
+/// may come from a container's properties or from the `resource` trait, but each amount from
+/// only one of them.
 fn reserved_resources(
     decoded: Option<&DecodedWorkload>,
     traits: &TraitIntents,
     component_path: &FieldPath,
     report: &mut Report,
-) -> Resources {
-    let (cpu_in_properties, memory_in_properties) = decoded.map_or((None, None), |decoded| {
-        (decoded.cpu_millis, decoded.memory_bytes)
-    });
+) -> (Resources, Resources) {
+    let in_properties = decoded.map(|d| d.resources).unwrap_or_default();
+    let in_trait = traits.resources;
     let mut pick = |field: &str, in_properties: Option<u64>, in_trait: Option<u64>| {
         if in_properties.is_some() && in_trait.is_some() {
             report.error(
@@ -159,8 +159,14 @@ fn reserved_resources(
         }
         in_properties.or(in_trait).unwrap_or(0)
     };
-    Resources {
-        cpu_millis: pick("cpu", cpu_in_properties, traits.cpu_millis),
-        memory_bytes: pick("memory", memory_in_properties, traits.memory_bytes),
-    }
+    let reserved = Resources {
+        cpu_millis: pick("cpu", in_properties.cpu_millis, in_trait.cpu_millis),
+        memory_bytes: pick("memory", in_properties.memory_bytes, in_trait.memory_bytes),
+    };
+    let limits = if in_properties.limits.is_zero() {
+        in_trait.limits
+    } else {
+        in_properties.limits
+    };
+    (reserved, limits)
 }

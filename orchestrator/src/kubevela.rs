@@ -107,7 +107,6 @@ pub(crate) const CONTAINER_FIELDS: &[&str] = &[
     "annotations",
     "exposeType",
     "hostAliases",
-    "limit",
     "addRevisionLabel",
     "startupProbe",
 ];

@@ -28,6 +28,7 @@ mod quantity;
 mod raw;
 mod references;
 mod render;
+mod resources;
 mod spread;
 mod traits;
 mod workflow;

@@ -212,7 +212,7 @@ pub(crate) struct RawProcess {
 #[serde(
     deny_unknown_fields,
     rename_all = "camelCase",
-    expecting = "container properties: a mapping with image, cmd, args, env, port, ports, cpu, memory, restart, livenessProbe and readinessProbe"
+    expecting = "container properties: a mapping with image, cmd, args, env, port, ports, cpu, memory, requests, limits, restart, livenessProbe and readinessProbe"
 )]
 pub(crate) struct RawContainer {
     pub image: Option<String>,
@@ -224,6 +224,9 @@ pub(crate) struct RawContainer {
     /// Numbers or strings (`0.5`, `"500m"`), hence untyped.
     pub cpu: Option<Value>,
     pub memory: Option<Value>,
+    /// Kubernetes' form, as newer KubeVela webservice definitions take it.
+    pub requests: Option<Value>,
+    pub limits: Option<Value>,
     pub restart: Option<String>,
     pub liveness_probe: Option<Value>,
     pub readiness_probe: Option<Value>,

@@ -8,14 +8,15 @@ use serde_yaml::Value;
 use crate::affinity::decode_affinity;
 use crate::diagnostics::Report;
 use crate::kubevela;
-use crate::model::{Placement, Resources};
+use crate::model::Placement;
 use crate::path::FieldPath;
-use crate::raw::{Integer, RawAmounts, RawResource, RawRollout, RawScaler, RawSpread, RawTrait};
+use crate::raw::{Integer, RawResource, RawRollout, RawScaler, RawSpread, RawTrait};
 use crate::references::Reference;
+use crate::resources::{Amounts, Written, decode_resources};
 use crate::rollout::{RolloutSpec, Share};
 use crate::services::{Gateway, Service, decode_expose, decode_gateway};
 use crate::spread::{decode_spread, decode_topology_spread};
-use crate::workloads::{Amount, check_range, decode_quantity};
+use crate::workloads::check_range;
 
 /// The trait types this orchestrator understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,10 +86,8 @@ pub(crate) struct TraitIntents {
     pub placement: Placement,
     pub colocate_with: Vec<Reference>,
     pub avoid: Vec<Reference>,
-    pub cpu_millis: Option<u64>,
-    pub memory_bytes: Option<u64>,
-    /// `limits` beyond the reservation (only where greater than it).
-    pub limits: Resources,
+    /// From the `resource` trait.
+    pub resources: Amounts,
     pub rollout: Option<RolloutSpec>,
     pub service: Option<Service>,
     pub gateway: Option<Gateway>,
@@ -295,79 +294,23 @@ fn decode_resource(
     let Some(raw) = report.decode::<RawResource>(properties, path) else {
         return;
     };
-    let short = raw.cpu.is_some() || raw.memory.is_some();
-    let long = raw.requests.is_some() || raw.limits.is_some();
-    if !short && !long {
+    let written = Written {
+        cpu: raw.cpu,
+        memory: raw.memory,
+        requests: raw.requests,
+        limits: raw.limits,
+    };
+    if written.cpu.is_none()
+        && written.memory.is_none()
+        && written.requests.is_none()
+        && written.limits.is_none()
+    {
         report.error(
             path,
             "the resource trait sets neither cpu nor memory; expected one or both \
              (or requests and limits)",
         );
-    }
-    if short && long {
-        let field = if raw.requests.is_some() {
-            "requests"
-        } else {
-            "limits"
-        };
-        report.error(
-            &path.key(field),
-            "write cpu and memory, or requests and limits, not both",
-        );
         return;
     }
-    if short {
-        (intents.cpu_millis, intents.memory_bytes) =
-            decode_amounts(raw.cpu, raw.memory, path, report);
-        return;
-    }
-    // Kubernetes' rules: a request left out is the limit; a limit below its request is wrong.
-    let mut amounts = |value: Option<Value>, field: &str| {
-        let path = path.key(field);
-        value
-            .and_then(|value| report.decode::<RawAmounts>(value, &path))
-            .map(|raw| decode_amounts(raw.cpu, raw.memory, &path, report))
-            .unwrap_or_default()
-    };
-    let requests = amounts(raw.requests, "requests");
-    let limits = amounts(raw.limits, "limits");
-    let fields = [
-        ("cpu", requests.0, limits.0),
-        ("memory", requests.1, limits.1),
-    ];
-    let mut reserved = [None, None];
-    let mut limited = [0, 0];
-    for (index, (field, request, limit)) in fields.into_iter().enumerate() {
-        reserved[index] = request.or(limit);
-        if let (Some(request), Some(limit)) = (request, limit) {
-            if limit < request {
-                report.error(
-                    &path.key("limits").key(field),
-                    format!("limits.{field} is less than requests.{field}; a limit is at least the request"),
-                );
-            } else if limit > request {
-                limited[index] = limit;
-            }
-        }
-    }
-    [intents.cpu_millis, intents.memory_bytes] = reserved;
-    intents.limits = Resources {
-        cpu_millis: limited[0],
-        memory_bytes: limited[1],
-    };
-}
-
-/// `cpu` and `memory` quantities under `path`.
-fn decode_amounts(
-    cpu: Option<Value>,
-    memory: Option<Value>,
-    path: &FieldPath,
-    report: &mut Report,
-) -> (Option<u64>, Option<u64>) {
-    (
-        cpu.and_then(|cpu| decode_quantity(cpu, &path.key("cpu"), report, Amount::Cpu)),
-        memory.and_then(|memory| {
-            decode_quantity(memory, &path.key("memory"), report, Amount::Memory)
-        }),
-    )
+    intents.resources = decode_resources(written, path, report);
 }

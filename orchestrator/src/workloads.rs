@@ -15,6 +15,7 @@ use crate::path::FieldPath;
 use crate::probes::{ProbeKind, decode_probe};
 use crate::quantity::{parse_cpu, parse_memory};
 use crate::raw::{Integer, RawContainer, RawEnvVar, RawIntake, RawLearner, RawPort, RawProcess};
+use crate::resources::{Amounts, Written, decode_resources};
 
 /// The component types this orchestrator can run, in the order error messages list them.
 pub(crate) const COMPONENT_TYPES: [&str; 4] = ["process", "webservice", "worker", "learner"];
@@ -24,16 +25,14 @@ pub(crate) const COMPONENT_TYPES: [&str; 4] = ["process", "webservice", "worker"
 pub(crate) struct DecodedWorkload {
     /// `None` when the properties do not describe a runnable workload; the reasons are reported.
     pub workload: Option<Workload>,
-    pub cpu_millis: Option<u64>,
-    pub memory_bytes: Option<u64>,
+    pub resources: Amounts,
 }
 
 impl DecodedWorkload {
     fn without_resources(workload: Option<Workload>) -> Self {
         DecodedWorkload {
             workload,
-            cpu_millis: None,
-            memory_bytes: None,
+            resources: Amounts::default(),
         }
     }
 }
@@ -457,12 +456,13 @@ fn decode_container(
         (None, Some(ports)) => decode_ports(ports, &path.key("ports"), report),
         (None, None) => Vec::new(),
     };
-    let cpu = raw
-        .cpu
-        .and_then(|cpu| decode_quantity(cpu, &path.key("cpu"), report, Amount::Cpu));
-    let memory = raw
-        .memory
-        .and_then(|memory| decode_quantity(memory, &path.key("memory"), report, Amount::Memory));
+    let written = Written {
+        cpu: raw.cpu,
+        memory: raw.memory,
+        requests: raw.requests,
+        limits: raw.limits,
+    };
+    let resources = decode_resources(written, path, report);
     let restart = decode_restart(raw.restart, &path.key("restart"), report);
     let probes = decode_probes(raw.liveness_probe, raw.readiness_probe, path, report);
     let spec = match (image, restart, probes) {
@@ -479,8 +479,7 @@ fn decode_container(
     };
     DecodedWorkload {
         workload: spec.map(wrap),
-        cpu_millis: cpu,
-        memory_bytes: memory,
+        resources,
     }
 }
 

@@ -253,3 +253,38 @@ fn topology_spread_constraints_in_kubernetes_shape() {
         "may select only this component",
     );
 }
+
+#[test]
+fn a_container_takes_requests_and_limits_in_its_properties() {
+    let source = document(
+        "- name: web
+  type: webservice
+  properties:
+    image: busybox
+    requests: {cpu: 250m, memory: 64Mi}
+    limits: {cpu: 500m, memory: 128Mi}
+",
+    );
+    let web = only_component(&source);
+    assert_eq!(web.resources.cpu_millis, 250);
+    assert_eq!(
+        web.limit(),
+        Resources {
+            cpu_millis: 500,
+            memory_bytes: 128 << 20
+        }
+    );
+
+    let diagnostics = parse_err(&with_trait(
+        "webservice",
+        "    - type: resource
+      properties:
+        requests: {cpu: 1, ephemeral-storage: 1Gi}
+",
+    ));
+    at(
+        &diagnostics,
+        "spec.components[1].traits[0].properties.requests.ephemeral-storage",
+        "ephemeral-storage is valid in KubeVela, not supported by gossipctl",
+    );
+}
