@@ -228,3 +228,34 @@ spec:
     );
     assert_eq!(cluster.apps()[0]["status"], "degraded");
 }
+
+#[test]
+fn an_override_policy_decides_what_runs_and_deploy_notes_the_workflow() {
+    let cluster = Cluster::up(1);
+    let file = e2e::docker::repo_root().join("examples/override.yaml");
+    let deployed = cluster
+        .ctl(&["deploy", file.to_str().unwrap(), "--wait"])
+        .ok();
+    assert!(
+        deployed.stderr.contains("note: spec.workflow:"),
+        "deploy says the workflow's steps are not run: {deployed:?}"
+    );
+    let replicas: Vec<String> = cluster
+        .workloads()
+        .iter()
+        .filter(|w| w["state"] == "running")
+        .map(|w| w["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        replicas.len(),
+        3,
+        "the production override's scaler: {replicas:?}"
+    );
+    wait_for("the production message", Duration::from_secs(10), || {
+        cluster
+            .ctl(&["logs", "greeter/hello/2", "--tail", "1"])
+            .ok()
+            .stdout
+            .contains("hello from production")
+    });
+}
