@@ -152,9 +152,28 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
-    // What signing costs: a second agent that seals nothing and checks nothing (as agents did
-    // before applications were signed; one round trip per deploy), measured in blocks
-    // alternating with the signed one so that a drift in the machine's speed hits both alike.
+    client.close().await;
+    drop(cluster);
+
+    // What signing costs: a fresh signed agent against a fresh agent that seals nothing and
+    // checks nothing (as agents did before applications were signed; one round trip per
+    // deploy), measured in blocks alternating between the two so that a drift in the
+    // machine's speed hits both alike. Both start empty: the agent measured above carries the
+    // history of 120 deploys and deletes, which would weigh on one side only.
+    let signed_cluster = Cluster::up(1);
+    let signed_config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(signed_cluster.config())?)?;
+    let signed_agents: Vec<SocketAddr> = serde_yaml::from_value(signed_config["agents"].clone())?;
+    let signed_dir = signed_cluster.dir.path();
+    let client = Client::connect(
+        &signed_agents,
+        &Credentials::load(
+            &signed_dir.join("ca.crt"),
+            &signed_dir.join("admin.crt"),
+            &signed_dir.join("admin.key"),
+        )?,
+    )
+    .await?;
     let unsigned_cluster = Cluster::up_with_env(1, &[("GOSSIPD_UNSIGNED_FOR_BENCHMARKS", "true")]);
     let unsigned_config: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(unsigned_cluster.config())?)?;
@@ -203,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
     unsigned_client.close().await;
     drop(unsigned_cluster);
     client.close().await;
+    drop(signed_cluster);
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
