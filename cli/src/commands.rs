@@ -66,11 +66,13 @@ pub fn load_application(file: &Path) -> anyhow::Result<(String, Application)> {
 pub fn validate(file: &Path) -> anyhow::Result<()> {
     let (_, app) = load_application(file)?;
     let replicas: u32 = app.components.iter().map(|c| c.replicas).sum();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     println!(
-        "{}: valid: application {:?}, {} components, {replicas} replicas",
+        "{}: valid: application {:?}, {}, {}",
         file.display(),
         app.name,
-        app.components.len()
+        plural(app.components.len(), "component"),
+        plural(replicas as usize, "replica")
     );
     Ok(())
 }

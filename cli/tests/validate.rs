@@ -65,7 +65,7 @@ fn an_override_policy_is_applied_and_a_deploy_only_workflow_noted() {
     let (code, stdout, stderr) = gossipctl(&["validate", &example("override.yaml")]);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(
-        stdout.contains("1 components, 3 replicas"),
+        stdout.contains("1 component, 3 replicas"),
         "the production override's scaler applies: {stdout}"
     );
     let note = stderr
