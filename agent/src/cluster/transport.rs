@@ -189,11 +189,7 @@ impl Peers {
         request: &Request,
     ) -> Result<Response, TransportError> {
         let mut responses = self.stream(addr, request).await?;
-        responses
-            .next()
-            .await
-            .map_err(|e| TransportError::Stream(addr, e.to_string()))?
-            .ok_or(TransportError::NoAnswer(addr))
+        first(&mut responses, addr).await
     }
 
     /// Sends one request about replicated state, counting its bytes under `channel`.
@@ -203,21 +199,8 @@ impl Peers {
         addr: SocketAddr,
         request: &Request,
     ) -> Result<Response, TransportError> {
-        let connection = self.connection(addr).await?;
-        let (mut send, recv) = connection
-            .open_bi()
-            .await
-            .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
-        let sent = write_frame(&mut send, request)
-            .await
-            .map_err(|e| TransportError::Wire(addr, e))?;
-        let _ = send.finish();
-        let mut responses = Responses::new(recv, addr);
-        let response = responses
-            .next()
-            .await
-            .map_err(|e| TransportError::Stream(addr, e.to_string()))?
-            .ok_or(TransportError::NoAnswer(addr));
+        let (mut responses, sent) = self.open(addr, request).await?;
+        let response = first(&mut responses, addr).await;
         let bytes = self.counters.state_bytes(channel);
         ClusterCounters::add(&bytes[0], sent);
         ClusterCounters::add(&bytes[1], responses.bytes_read());
@@ -301,15 +284,33 @@ impl Peers {
         addr: SocketAddr,
         request: &Request,
     ) -> Result<Responses, TransportError> {
+        Ok(self.open(addr, request).await?.0)
+    }
+
+    /// Opens a stream and sends `request` on it; returns the answers to come and the bytes sent.
+    async fn open(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        request: &Request,
+    ) -> Result<(Responses, u64), TransportError> {
         let connection = self.connection(addr).await?;
         let (mut send, recv) = connection
             .open_bi()
             .await
             .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
-        write_frame(&mut send, request)
+        let sent = write_frame(&mut send, request)
             .await
             .map_err(|e| TransportError::Wire(addr, e))?;
         let _ = send.finish();
-        Ok(Responses::new(recv, addr))
+        Ok((Responses::new(recv, addr), sent))
     }
+}
+
+/// The single answer a request expects.
+async fn first(responses: &mut Responses, addr: SocketAddr) -> Result<Response, TransportError> {
+    responses
+        .next()
+        .await
+        .map_err(|e| TransportError::Stream(addr, e.to_string()))?
+        .ok_or(TransportError::NoAnswer(addr))
 }
